@@ -168,6 +168,8 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
             run.save_checkpoint(stage, state)
     run.log(stage, records)
     run.steps_done[stage] = steps
+    if run.checkpoint_path(stage).exists():
+        run.checkpoint_path(stage).unlink()  # finished: a later --force starts afresh
     recent = [loss for _, loss in records[-20:]]
     if recent:
         print(f"{stage}: {steps} steps, final loss {sum(recent) / len(recent):.4f}")
