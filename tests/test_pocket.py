@@ -139,6 +139,9 @@ def test_training_smoke_run_writes_a_loadable_pipeline(tmp_path):
     image = pipeline("a banana", num_inference_steps=2, output_type="np").images
     assert image.shape == (1, data.IMAGE_SIZE, data.IMAGE_SIZE, 3)
     assert (export_to.parent / "pocket-judge" / "config.json").exists()
+    # Exporting again over an existing model is refused unless --force is given.
+    with pytest.raises(SystemExit, match="--force"):
+        train.main(["--preset", "smoke", "--out", str(out), "--stages", "export", "--export-to", str(export_to)])
     # A second run skips finished stages instead of overwriting them.
     before = (out / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime
     train.main(["--preset", "smoke", "--out", str(out), "--stages", "unet"])
