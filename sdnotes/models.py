@@ -10,11 +10,8 @@
 - `pick_device()` / `pick_dtype(device)`: CUDA > MPS > CPU; float16 on CUDA only.
 - `gpu_memory_measures(free_gb, needed_gb)`: what a small GPU needs (VAE
   slicing at <= 16 GB free, as on a Colab T4; model CPU offload below
-  needed + 1 GB, 5 GB for SD 1.5); `load` applies it on CUDA. Measured on an
-  H100 with SD 1.5's architecture in fp16 at 512x512, 50 steps
-  (benchmarks/README.md): peak 2.9 GB allocated for 1 image, 4.4 GB for 4
-  (2.9 GB with VAE slicing); offload 2.1 GB at 1.6x the time; attention
-  slicing saved nothing on top of PyTorch's SDPA and cost 45% more time.
+  needed + 1 GB, 5 GB for SD 1.5); `load` applies it on CUDA. The thresholds
+  come from measurements of SD 1.5 in fp16 (benchmarks/README.md).
 - `describe(pipe)`: what was loaded, read from the component configs.
 
 Sizes and memory needs are approximate (full-precision safetensors downloads;
@@ -137,7 +134,7 @@ def pick_dtype(device):
 GPU_MEASURE_REASONS = {
     "vae_slicing": "decode a batch one image at a time (SD 1.5, 4 images: peak 4.4 -> 2.9 GB)",
     "attention_slicing": "attention a few heads at a time (PyTorch has no scaled_dot_product_attention)",
-    "model_cpu_offload": "each part waits in CPU memory and moves to the GPU while it runs (slower)",
+    "model_cpu_offload": "each part waits in CPU memory and moves to the GPU while it runs (SD 1.5: 1.6x slower)",
 }
 
 
@@ -178,7 +175,7 @@ def apply_gpu_measures(pipeline, measures, device, dtype):
 
 def choose_gpu_measures(info, device, verbose):
     """gpu_memory_measures for this machine's free GPU memory (CUDA only); prints why."""
-    if torch.device(device).type != "cuda" or info is None:
+    if torch.device(device).type != "cuda" or info is None or info.min_gpu_memory_gb <= 0:
         return []
     free_bytes, total_bytes = torch.cuda.mem_get_info(torch.device(device))
     free_gb = free_bytes / 1e9

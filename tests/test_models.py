@@ -328,6 +328,19 @@ def test_no_gpu_measures_off_cuda(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_gpu_choice_reads_free_memory_and_says_why(monkeypatch, capsys):
+    def t4_memory(device=None):
+        return 14.7e9, 15.8e9  # (free, total) bytes, as on a Colab T4
+
+    monkeypatch.setattr(models.torch.cuda, "mem_get_info", t4_memory)
+    assert models.choose_gpu_measures(MODELS["sd15"], "cuda", verbose=True) == ["vae_slicing"]
+    printed = capsys.readouterr().out
+    assert "14.7 of 15.8 GB free" in printed
+    assert "vae_slicing" in printed and "one image at a time" in printed
+    assert models.choose_gpu_measures(MODELS["pocket"], "cuda", verbose=True) == []
+    assert capsys.readouterr().out == ""
+
+
 def test_apply_gpu_measures_enables_vae_slicing(tiny_pipe):
     pipe = models.apply_gpu_measures(tiny_pipe, ["vae_slicing"], "cpu", torch.float32)
     try:
