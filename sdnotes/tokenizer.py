@@ -58,6 +58,11 @@ PAD_TOKEN_BY_KIND = {
 }
 
 
+# The pocket model's tokenizer folder, written by `build_tokenizer_files` via
+# the pocket export; a fallback when open-clip-torch is not installed.
+SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "pocket" / "tokenizer"
+
+
 def default_cache_dir():
     """The folder that holds the built tokenizer files for all kinds."""
     return Path.home() / ".cache" / "sdnotes" / "clip-tokenizer"
@@ -196,7 +201,12 @@ def load_tokenizer(kind="sd1", cache_dir=None):
         cache_dir = default_cache_dir()
     folder = Path(cache_dir) / kind
     if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
-        build_tokenizer_files(folder)
+        if importlib.util.find_spec("open_clip") is None and (SHIPPED_TOKENIZER / "tokenizer.json").is_file():
+            # No open-clip-torch (e.g. a fresh Colab): use the files that this code
+            # built once from the same merges file and shipped with the pocket model.
+            folder = SHIPPED_TOKENIZER
+        else:
+            build_tokenizer_files(folder)
     tokenizer = CLIPTokenizer.from_pretrained(
         folder,
         local_files_only=True,

@@ -177,6 +177,8 @@ def test_missing_open_clip_gives_install_hint(monkeypatch, tmp_path):
         return real_find_spec(name, *args, **kwargs)
 
     monkeypatch.setattr(tokenizer_module.importlib.util, "find_spec", find_spec_without_open_clip)
+    # ... and no shipped pocket tokenizer to fall back on
+    monkeypatch.setattr(tokenizer_module, "SHIPPED_TOKENIZER", tmp_path / "nothing-here")
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps open-clip-torch"):
         load_tokenizer("sd1", cache_dir=tmp_path)
 
@@ -255,3 +257,24 @@ def test_sd1_matches_open_clip_up_to_padding(sd1_tokenizer, reference_tokenizer)
         assert encoded.input_ids[:number_of_real_ids] == expected_ids[:number_of_real_ids], prompt
         padding = encoded.input_ids[number_of_real_ids:]
         assert padding == [END_ID] * (77 - number_of_real_ids), prompt
+
+
+def test_falls_back_to_the_shipped_files_without_open_clip(tmp_path, monkeypatch):
+    import importlib.util
+
+    from sdnotes import tokenizer as tokenizer_module
+
+    real_find_spec = importlib.util.find_spec
+
+    def no_open_clip(name, *args, **kwargs):
+        if name == "open_clip":
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_open_clip)
+    for kind, pad in [("sd1", 49407), ("sd2", 0)]:
+        fallback = tokenizer_module.load_tokenizer(kind, cache_dir=tmp_path)
+        ids = fallback("a photo of a cat", padding="max_length", max_length=77).input_ids
+        assert ids[:7] == [49406, 320, 1125, 539, 320, 2368, 49407]
+        assert ids[-1] == pad and len(fallback) == 49408
+    assert not (tmp_path / "sd1").exists()
