@@ -6,11 +6,14 @@ things are added here:
 * The repository root is put on PYTHONPATH, so the kernels (started with the
   notebook's folder as working directory) import `sdnotes` from this checkout,
   installed or not.
-* Each notebook must finish within its budget: `"sdnotes": {"budget_s": 60}` in
-  the notebook's metadata, 60 seconds if absent. A notebook that runs but takes
-  longer fails with the measured time (the whole run, kernel start included).
-  nbmake's own `--nbmake-timeout` is a per-cell hang guard; the budget is the
-  course's promise that a whole notebook is quick.
+* Each notebook has a budget: `"sdnotes": {"budget_s": 60}` in the notebook's
+  metadata, 60 seconds if absent (the course's promise on an idle 2-core
+  machine). The run-time table at the end marks notebooks over budget; a
+  notebook that takes more than BUDGET_FAILS_AT times its budget fails with the
+  measured time (the whole run, kernel start included). The slack is there
+  because a shared test machine under load ran the same notebook 3-6x slower
+  than an idle one; a notebook that doubles its idle time still fails.
+  nbmake's own `--nbmake-timeout` is a per-cell hang guard.
 """
 
 import json
@@ -21,6 +24,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_NOTEBOOK_BUDGET_S = 60
+BUDGET_FAILS_AT = 2.0
 
 
 def _put_repo_on_kernel_path():
@@ -50,10 +54,10 @@ def pytest_runtest_makereport(item, call):
         return report
     budget_s = notebook_budget_s(item.path)
     elapsed_s = call.duration
-    if elapsed_s > budget_s:
+    if elapsed_s > BUDGET_FAILS_AT * budget_s:
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.path.name} ran for {elapsed_s:.1f} s, over its budget of {budget_s:.0f} s "
+            f"{item.path.name} ran for {elapsed_s:.1f} s, over {BUDGET_FAILS_AT:g}x its budget of {budget_s:.0f} s "
             f'(notebook metadata "sdnotes": {{"budget_s": ...}}). '
             f"Shrink the sizes in its parameters cell."
         )
@@ -65,7 +69,9 @@ def pytest_terminal_summary(terminalreporter):
     lines = []
     for report in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
         if report.when == "call" and report.nodeid.split("::")[0].endswith(".ipynb"):
-            lines.append(f"{report.nodeid}: {report.duration:.1f} s")
+            budget_s = notebook_budget_s(terminalreporter.config.rootpath / report.nodeid.split("::")[0])
+            mark = "" if report.duration <= budget_s else f"  (over its {budget_s:.0f} s budget)"
+            lines.append(f"{report.nodeid}: {report.duration:.1f} s{mark}")
     if lines:
         terminalreporter.write_sep("-", "notebook run times")
         for line in lines:

@@ -19,7 +19,7 @@ latent), judged by the pocket judge (sdnotes.pocket.judge).
   (d) k seeds picked by farthest-point sampling in set-A layout features are
       more diverse on set B than k random seeds?
 
-    python benchmarks/seed_study.py                   # 64 seeds x 2 x 4 prompts, 10 steps
+    python benchmarks/seed_study.py                   # 64 seeds x 2 x 4 prompts, 10 steps, guidance 7.5
     python benchmarks/seed_study.py --seeds 16 --prompts-per-set 4   # the notebook's size
 
 Prints the numbers (results: benchmarks/seed_study.md). CPU only; needs this
@@ -185,7 +185,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=64, help="seeds 0 .. N-1")
     parser.add_argument("--prompts-per-set", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps (eta 0)")
-    parser.add_argument("--guidance", type=float, default=4.0, help="the pocket model's default guidance")
+    parser.add_argument("--guidance", type=float, default=sdnotes.MODELS["pocket"].default_guidance,
+                        help="classifier-free guidance scale (default: the pocket model's, as shipped)")
     parser.add_argument("--golden-k", type=int, default=8)
     parser.add_argument("--diverse-k", type=int, default=4)
     parser.add_argument("--batch-images", type=int, default=64)

@@ -11,8 +11,8 @@ the *interface shapes* of SD 1.5 and SD 2.1-base:
     latents           4 channels, VAE factor 8, scaling factor 0.18215
     scheduler         PNDM, scaled_linear 0.00085 -> 0.012, 1000 steps, epsilon
 
-Everything inside is narrow (U-Net channels 32/64, one or two text layers, a
-VAE with 16-32 channels, 8x8 latents -> 64x64 images), so a notebook runs
+Everything inside is narrow (U-Net channels 32/64, two text layers, a VAE
+with 16-32 channels, 8x8 latents -> 64x64 images), so a notebook runs
 on a CPU in seconds. The weights are random: **the images are noise**. These
 models exist so the tests can check that every notebook reads its sizes from
 the loaded configs instead of assuming the pocket model's. There is no safety
@@ -24,6 +24,9 @@ attention_head_dim 8, sample_size 64; SD 2.1-base the same channels with
 attention_head_dim (5, 10, 20, 20) and use_linear_projection True; VAE
 (128, 256, 512, 512); text encoders 12 layers x 768 (SD 1.5) and
 23 used layers x 1024 (SD 2.x).
+
+`build_sd15_architecture()` builds SD 1.5 at full size (1.07 B parameters),
+also with random weights, for benchmarks/benchmark_loop.py and the slow test.
 """
 
 import diffusers
