@@ -6,6 +6,10 @@ things are added here:
 * The repository root is put on PYTHONPATH, so the kernels (started with the
   notebook's folder as working directory) import `sdnotes` from this checkout,
   installed or not.
+* Kernels run PyTorch with one thread (OMP_NUM_THREADS=1, unless already set):
+  on a 2-core test machine, two threads per process made notebooks 5-20x
+  slower as soon as anything else ran; one thread is slower by much less and
+  predictable.
 * Each notebook has a budget: `"sdnotes": {"budget_s": 60}` in the notebook's
   metadata, 60 seconds if absent (the course's promise on an idle 2-core
   machine). The run-time table at the end marks notebooks over budget; a
@@ -36,6 +40,7 @@ def _put_repo_on_kernel_path():
 
 
 _put_repo_on_kernel_path()
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def notebook_budget_s(notebook_path):
