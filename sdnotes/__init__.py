@@ -6,6 +6,10 @@ notebooks share: loading models, the offline CLIP tokenizer, showing and saving
 images, attention capture, and the pocket model's data, training and judge.
 """
 
+from sdnotes.quiet import silence_torchvision_fallback_notice
+
+silence_torchvision_fallback_notice()  # before diffusers is imported
+
 from sdnotes.tokenizer import load_tokenizer
 from sdnotes.models import MODELS, load, pick_device, pick_dtype, describe
 from sdnotes.show import make_generator, show_images, save_image, read_image_metadata

@@ -6,7 +6,8 @@
   noise); the others come from the Hub.
 - `load(name)`: a ready diffusers pipeline on the chosen device and dtype. Hub
   models come from the local cache first; if they are not there and the Hub
-  cannot be reached, `load` says so within seconds instead of hanging.
+  cannot be reached, `load` says so within seconds instead of hanging (that
+  part lives in `sdnotes/hub.py`).
 - `pick_device()` / `pick_dtype(device)`: CUDA > MPS > CPU; float16 on CUDA only.
 - `gpu_memory_measures(free_gb, needed_gb)`: what a small GPU needs (VAE
   slicing at <= 16 GB free, as on a Colab T4; model CPU offload below
@@ -21,26 +22,21 @@ offline build machine, and a pinned revision that is wrong fails for everyone;
 `from_pretrained(..., revision=...)` is where one would go.
 
 References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_pretrained),
-https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload),
-https://huggingface.co/docs/huggingface_hub/guides/cli (`hf download`), and the model cards
-of the repositories below.
+https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload), and the model
+cards of the repositories below.
 """
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import huggingface_hub
 import torch
-from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
-from huggingface_hub import constants as hub_constants
-from huggingface_hub.errors import HfHubHTTPError
+from diffusers import StableDiffusionPipeline
 
+from sdnotes.hub import load_from_hub
 from sdnotes.tiny import TINY_SPECS, build_tiny_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POCKET_DIR = REPO_ROOT / "assets" / "pocket"
-HUB_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -213,99 +209,6 @@ def load_pocket(dtype):
         safety_checker=None,  # a toy model trained on emoji scenes has no safety checker
         requires_safety_checker=False,
     )
-
-
-def hub_unreachable_reason(repo_id, timeout_seconds=HUB_CHECK_TIMEOUT_SECONDS):
-    """None if the Hub answers within `timeout_seconds`, else why it cannot be reached.
-
-    Asks the Hub for `repo_id`'s model info in a background thread, so that not
-    even a DNS lookup that never returns can make this wait longer than the
-    timeout. Any HTTP answer (also 401 or 404) means the Hub is reachable.
-    """
-    if hub_constants.HF_HUB_OFFLINE:
-        return "offline mode is on (HF_HUB_OFFLINE is set)"
-    outcome = {}
-
-    def ask_hub():
-        try:
-            huggingface_hub.model_info(repo_id, timeout=timeout_seconds)
-            outcome["reason"] = None
-        except HfHubHTTPError:
-            outcome["reason"] = None
-        except Exception as error:  # connection refused, DNS failure, timeout, proxy error, ...
-            outcome["reason"] = f"{type(error).__name__}: {error}"
-
-    thread = threading.Thread(target=ask_hub, daemon=True)
-    thread.start()
-    thread.join(timeout_seconds + 1.0)
-    if thread.is_alive():
-        return f"no answer from {hub_constants.ENDPOINT} within {timeout_seconds:g} s"
-    return outcome["reason"]
-
-
-def attempts_for(info, dtype):
-    """(repo_id, variant) pairs to try, in order."""
-    attempts = []
-    repo_ids = (info.repo_id,) + info.fallback_repo_ids
-    for index, repo_id in enumerate(repo_ids):
-        if index == 0 and info.has_fp16_variant and dtype == torch.float16:
-            attempts.append((repo_id, "fp16"))  # half the download
-        attempts.append((repo_id, None))
-    return attempts
-
-
-def not_reachable_message(info, reason, local_errors):
-    """The error text for a Hub model that is neither cached nor downloadable."""
-    lines = [
-        f"cannot load {info.name!r}: the model is not in the local cache and the Hub cannot be reached ({reason}).",
-        '- Use MODEL = "pocket" (runs offline), or',
-        f"- pre-download it on a machine with network with `hf download {info.repo_id}` "
-        f"(older huggingface_hub: `huggingface-cli download {info.repo_id}`), copy its Hugging Face cache "
-        "(~/.cache/huggingface) here and set HF_HOME to that folder before starting Python "
-        "(or pass cache_dir=<that folder>/hub to sdnotes.load).",
-        "Local cache attempts:",
-    ]
-    for attempt_error in local_errors:
-        lines.append(f"  {attempt_error}")
-    return "\n".join(lines)
-
-
-def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
-    """A Hub model: from the local cache if it is there, else downloaded."""
-    if info.kind == "sdxl-turbo":
-        pipeline_class = AutoPipelineForText2Image  # dispatches to StableDiffusionXLPipeline
-    else:
-        pipeline_class = StableDiffusionPipeline
-    options = {"dtype": dtype, "use_safetensors": True, "cache_dir": cache_dir}
-    if info.kind == "sd" and safety_checker is False:
-        options["safety_checker"] = None
-        options["requires_safety_checker"] = False
-    attempts = attempts_for(info, dtype)
-    local_errors = []
-    for repo_id, variant in attempts:
-        try:
-            pipeline = pipeline_class.from_pretrained(repo_id, variant=variant, local_files_only=True, **options)
-        except (OSError, ValueError) as error:
-            message_lines = str(error).splitlines()
-            if not message_lines:
-                message_lines = [type(error).__name__]
-            local_errors.append(f"{repo_id} (variant {variant}): {message_lines[0]}")
-            continue
-        if verbose:
-            print(f"loaded {repo_id} from the local cache")
-        return pipeline
-    reason = hub_unreachable_reason(info.repo_id)
-    if reason is not None:
-        raise RuntimeError(not_reachable_message(info, reason, local_errors))
-    download_errors = []
-    for repo_id, variant in attempts:
-        if verbose:
-            print(f"downloading {repo_id} (about {info.download_gb:g} GB at full precision) ...")
-        try:
-            return pipeline_class.from_pretrained(repo_id, variant=variant, **options)
-        except (OSError, ValueError) as error:
-            download_errors.append(f"{repo_id} (variant {variant}): {error}")
-    raise RuntimeError(f"could not load {info.name!r} from any of its repositories:\n" + "\n".join(download_errors))
 
 
 def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checker=True, cache_dir=None,

@@ -13,6 +13,8 @@
 
 References:
 - PIL PNG text chunks: https://pillow.readthedocs.io/en/stable/handbook/image-file-formats.html#png
+- matplotlib constrained layout (room for titles and the suptitle):
+  https://matplotlib.org/stable/users/explain/axes/constrainedlayout_guide.html
 - diffusers `make_image_grid`:
   https://huggingface.co/docs/diffusers/api/utilities#diffusers.utils.make_image_grid
 """
@@ -136,6 +138,8 @@ def show_images(images, rows=None, cols=None, titles=None, figsize=None, suptitl
     images: PIL images, numpy arrays or tensors (see `to_pil_images`).
     rows, cols: grid size; give one, both or neither (then up to 4 per row).
     titles: one title per image, or None.
+    figsize: (width, height) in inches; default 3 per image, plus room for the suptitle.
+    suptitle: one title over the whole grid, or None.
     In Jupyter the figure is shown at the end of the cell; end the line with
     `;` (or assign the result) when it is the cell's last line, otherwise the
     returned figure is displayed a second time.
@@ -146,7 +150,9 @@ def show_images(images, rows=None, cols=None, titles=None, figsize=None, suptitl
         raise ValueError(f"got {len(titles)} titles for {len(pil_images)} images: give one title per image")
     if figsize is None:
         figsize = (3 * cols, 3 * rows + (0.4 if suptitle else 0))
-    figure, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False)
+    # constrained layout (not tight_layout) makes room for the suptitle and for each row's
+    # titles, also for multi-line titles above images of fixed aspect
+    figure, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False, layout="constrained")
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= len(pil_images):
@@ -160,7 +166,6 @@ def show_images(images, rows=None, cols=None, titles=None, figsize=None, suptitl
             axis.set_title(str(titles[index]), fontsize=10)
     if suptitle:
         figure.suptitle(suptitle)
-    figure.tight_layout()
     return figure
 
 

@@ -31,9 +31,10 @@ also with random weights, for benchmarks/benchmark_loop.py and the slow test.
 
 import diffusers
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from sdnotes.schedule import sd_pipeline_scheduler
 from sdnotes.tokenizer import load_tokenizer
 
 TINY_SEED = 0
@@ -62,24 +63,6 @@ TINY_SPECS = {
         "linear_projection": True,
     },
 }
-
-
-def sd_pipeline_scheduler():
-    """The scheduler SD 1.5 and SD 2.1-base ship (their scheduler_config.json)."""
-    scheduler = PNDMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
-    # PNDM has no clip_sample argument, but SD's config file records
-    # clip_sample=False, and DDIMScheduler.from_config(...) reads it.
-    scheduler.register_to_config(clip_sample=False)
-    return scheduler
 
 
 def tiny_text_encoder(spec):

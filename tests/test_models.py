@@ -1,4 +1,5 @@
-"""Tests for sdnotes/models.py: the registry, device/dtype choice, loading, describe.
+"""Tests for sdnotes/models.py (the registry, device/dtype choice, loading, describe) and
+sdnotes/hub.py (Hub models: local cache first, a fast error when the Hub cannot be reached).
 
 No test downloads anything: Hub models are only loaded far enough to check
 that a missing cache plus an unreachable Hub gives a fast, helpful error, and
@@ -16,7 +17,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from sdnotes import models
+from sdnotes import hub, models
 from sdnotes.models import MODELS, describe, load, pick_device, pick_dtype
 from sdnotes.tokenizer import load_tokenizer
 
@@ -144,12 +145,12 @@ def test_pick_device():
 
 def test_fp16_variant_is_tried_first_only_in_float16():
     sd15 = MODELS["sd15"]
-    assert models.attempts_for(sd15, torch.float16) == [
+    assert hub.attempts_for(sd15, torch.float16) == [
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", "fp16"),
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
         ("CompVis/stable-diffusion-v1-4", None),
     ]
-    assert models.attempts_for(sd15, torch.float32) == [
+    assert hub.attempts_for(sd15, torch.float32) == [
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
         ("CompVis/stable-diffusion-v1-4", None),
     ]
@@ -168,7 +169,7 @@ def assert_helpful_offline_message(message, repo_id):
 
 
 def test_load_sd15_without_network_fails_fast_with_help(tmp_path):
-    if models.hub_unreachable_reason(MODELS["sd15"].repo_id) is None:
+    if hub.hub_unreachable_reason(MODELS["sd15"].repo_id) is None:
         pytest.skip("the Hub is reachable from here; this test checks the offline path")
     start = time.perf_counter()
     with pytest.raises(RuntimeError) as error_info:
@@ -182,10 +183,11 @@ def test_load_sd15_without_network_fails_fast_with_help(tmp_path):
 
 @pytest.mark.parametrize("name", ["sd15", "sd21-base", "sdxl-turbo"])
 def test_unreachable_hub_message_for_every_hub_model(monkeypatch, tmp_path, name):
-    def simulated_unreachable_hub(repo_id, timeout_seconds=5.0):
+    def simulated_unreachable_hub(repo_id, timeout_seconds=hub.HUB_CHECK_TIMEOUT_SECONDS):
         return "simulated: no network"
 
-    monkeypatch.setattr(models, "hub_unreachable_reason", simulated_unreachable_hub)
+    # load_from_hub looks the check up in sdnotes/hub.py, so that is where it is replaced
+    monkeypatch.setattr(hub, "hub_unreachable_reason", simulated_unreachable_hub)
     with pytest.raises(RuntimeError) as error_info:
         load(name, device="cpu", cache_dir=tmp_path, verbose=False)
     assert_helpful_offline_message(str(error_info.value), MODELS[name].repo_id)
@@ -198,15 +200,15 @@ def test_hub_check_never_waits_longer_than_its_timeout(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "model_info", hub_that_never_answers)
     start = time.perf_counter()
-    reason = models.hub_unreachable_reason("some/repo", timeout_seconds=0.3)
+    reason = hub.hub_unreachable_reason("some/repo", timeout_seconds=0.3)
     elapsed_seconds = time.perf_counter() - start
     assert elapsed_seconds < 2.5
     assert "no answer" in reason
 
 
 def test_hub_check_respects_offline_mode(monkeypatch):
-    monkeypatch.setattr(models.hub_constants, "HF_HUB_OFFLINE", True)
-    assert "HF_HUB_OFFLINE" in models.hub_unreachable_reason("some/repo")
+    monkeypatch.setattr(hub.hub_constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE" in hub.hub_unreachable_reason("some/repo")
 
 
 def test_safety_checker_choice_reaches_from_pretrained(monkeypatch, tiny_pipe):
@@ -216,7 +218,7 @@ def test_safety_checker_choice_reaches_from_pretrained(monkeypatch, tiny_pipe):
         calls.append(dict(options, repo_id=repo_id))
         return tiny_pipe
 
-    monkeypatch.setattr(models.StableDiffusionPipeline, "from_pretrained", record_from_pretrained)
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", record_from_pretrained)
     load("sd15", device="cpu", verbose=False)
     assert calls[-1]["local_files_only"] is True
     assert calls[-1]["use_safetensors"] is True

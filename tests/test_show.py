@@ -60,6 +60,29 @@ def test_show_images_grid_shape_and_titles():
         plt.close(figure)
 
 
+def test_show_images_titles_and_suptitle_do_not_overlap_in_a_multi_row_grid():
+    images = [solid_image(40 * index, 100, 200, size=(64, 64)) for index in range(6)]
+    titles = [f"seed {index}\nguidance 7.5" for index in range(6)]  # two-line titles need the most room
+    figure = show_images(images, rows=2, cols=3, titles=titles, suptitle="a 2×3 grid with a suptitle")
+    try:
+        figure.canvas.draw()  # the layout is computed when the figure is drawn
+        renderer = figure.canvas.get_renderer()
+        axes = figure.get_axes()
+        first_row, second_row = axes[:3], axes[3:]
+        suptitle_texts = [text for text in figure.texts if text.get_text() == "a 2×3 grid with a suptitle"]
+        assert len(suptitle_texts) == 1
+        suptitle_bottom = suptitle_texts[0].get_window_extent(renderer).y0
+        for axis in first_row:
+            title_box = axis.title.get_window_extent(renderer)
+            assert title_box.y1 <= suptitle_bottom, "the suptitle overlaps a first-row title"
+        first_row_bottom = min(axis.get_window_extent(renderer).y0 for axis in first_row)
+        for axis in second_row:
+            title_box = axis.title.get_window_extent(renderer)
+            assert title_box.y1 <= first_row_bottom, "a second-row title overlaps a first-row image"
+    finally:
+        plt.close(figure)
+
+
 def test_show_images_default_layout_and_tensors():
     tensor_batch = torch.rand(5, 3, 8, 8)  # N×C×H×W in [0, 1]
     figure = show_images(tensor_batch)

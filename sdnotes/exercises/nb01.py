@@ -8,18 +8,9 @@ import torch
 from diffusers import DDPMScheduler
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
+from sdnotes.schedule import stable_diffusion_scheduler
 
 SCHEDULE_NAMES = ("linear", "scaled_linear", "cosine")
-
-
-def stable_diffusion_scheduler():
-    """The noise schedule Stable Diffusion 1.x/2.x was trained with."""
-    return DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-    )
 
 
 def schedule_by_name(name):

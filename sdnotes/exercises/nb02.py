@@ -5,20 +5,9 @@ and from diffusers' own `DDPMScheduler.step`, not typed in.
 """
 
 import torch
-from diffusers import DDPMScheduler
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
-
-
-def stable_diffusion_scheduler():
-    """Stable Diffusion's training schedule, without clipping (as SD's schedulers)."""
-    return DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-    )
+from sdnotes.schedule import stable_diffusion_scheduler
 
 
 def check_zero_predictor_loss(answer):

@@ -9,18 +9,7 @@ import torch
 from diffusers import DDIMScheduler, PNDMScheduler
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
-
-# Stable Diffusion 1.5's scheduler/scheduler_config.json (the PNDM settings plus clip_sample).
-SD_SCHEDULER_CONFIG = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "skip_prk_steps": True,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "clip_sample": False,
-}
+from sdnotes.schedule import SD_SCHEDULER_CONFIG  # SD 1.5's scheduler/scheduler_config.json
 
 # The labels of the notebook's SCHEDULER_SETTINGS, and which of them add fresh noise at every step.
 SCHEDULER_LABELS = ("DDPM", "DDIM eta=0", "DDIM eta=1", "PNDM", "Euler", "Euler a", "DPM-Solver++")

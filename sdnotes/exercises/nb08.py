@@ -10,17 +10,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
+from sdnotes.schedule import SD_SCHEDULER_CONFIG  # SD 1.5's scheduler/scheduler_config.json
 
-# Stable Diffusion 1.5's scheduler/scheduler_config.json.
-SD_SCHEDULER_CONFIG = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "clip_sample": False,
-}
 EXERCISE_STEPS = 50
 EXERCISE_STRENGTH = 0.75
 

@@ -1,0 +1,121 @@
+"""Loading a model from the Hugging Face Hub: local cache first, and a fast, helpful error offline.
+
+`sdnotes.load("sd15")` (in `sdnotes/models.py`) calls `load_from_hub`, which
+
+1. tries every repository of the model (`attempts_for`: the fp16 variant first
+   when loading in float16, then full precision, then the fallback
+   repositories) in the local Hugging Face cache only;
+2. if none is cached, asks the Hub whether it answers at all
+   (`hub_unreachable_reason`, at most HUB_CHECK_TIMEOUT_SECONDS, even when a
+   DNS lookup hangs), and if not raises a RuntimeError that says what to do
+   (`not_reachable_message`: use the pocket model, or pre-download with
+   `hf download` and point HF_HOME at the copied cache);
+3. otherwise downloads, trying the same repositories in the same order.
+
+References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_pretrained,
+local_files_only, variant), https://huggingface.co/docs/huggingface_hub/guides/cli (`hf download`),
+https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables (HF_HOME, HF_HUB_OFFLINE).
+"""
+
+import threading
+
+import huggingface_hub
+import torch
+from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import HfHubHTTPError
+
+HUB_CHECK_TIMEOUT_SECONDS = 5.0
+
+
+def hub_unreachable_reason(repo_id, timeout_seconds=HUB_CHECK_TIMEOUT_SECONDS):
+    """None if the Hub answers within `timeout_seconds`, else why it cannot be reached.
+
+    Asks the Hub for `repo_id`'s model info in a background thread, so that not
+    even a DNS lookup that never returns can make this wait longer than the
+    timeout. Any HTTP answer (also 401 or 404) means the Hub is reachable.
+    """
+    if hub_constants.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE is set)"
+    outcome = {}
+
+    def ask_hub():
+        try:
+            huggingface_hub.model_info(repo_id, timeout=timeout_seconds)
+            outcome["reason"] = None
+        except HfHubHTTPError:
+            outcome["reason"] = None
+        except Exception as error:  # connection refused, DNS failure, timeout, proxy error, ...
+            outcome["reason"] = f"{type(error).__name__}: {error}"
+
+    thread = threading.Thread(target=ask_hub, daemon=True)
+    thread.start()
+    thread.join(timeout_seconds + 1.0)
+    if thread.is_alive():
+        return f"no answer from {hub_constants.ENDPOINT} within {timeout_seconds:g} s"
+    return outcome["reason"]
+
+
+def attempts_for(info, dtype):
+    """(repo_id, variant) pairs to try, in order."""
+    attempts = []
+    repo_ids = (info.repo_id,) + info.fallback_repo_ids
+    for index, repo_id in enumerate(repo_ids):
+        if index == 0 and info.has_fp16_variant and dtype == torch.float16:
+            attempts.append((repo_id, "fp16"))  # half the download
+        attempts.append((repo_id, None))
+    return attempts
+
+
+def not_reachable_message(info, reason, local_errors):
+    """The error text for a Hub model that is neither cached nor downloadable."""
+    lines = [
+        f"cannot load {info.name!r}: the model is not in the local cache and the Hub cannot be reached ({reason}).",
+        '- Use MODEL = "pocket" (runs offline), or',
+        f"- pre-download it on a machine with network with `hf download {info.repo_id}` "
+        f"(older huggingface_hub: `huggingface-cli download {info.repo_id}`), copy its Hugging Face cache "
+        "(~/.cache/huggingface) here and set HF_HOME to that folder before starting Python "
+        "(or pass cache_dir=<that folder>/hub to sdnotes.load).",
+        "Local cache attempts:",
+    ]
+    for attempt_error in local_errors:
+        lines.append(f"  {attempt_error}")
+    return "\n".join(lines)
+
+
+def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
+    """A Hub model: from the local cache if it is there, else downloaded."""
+    if info.kind == "sdxl-turbo":
+        pipeline_class = AutoPipelineForText2Image  # dispatches to StableDiffusionXLPipeline
+    else:
+        pipeline_class = StableDiffusionPipeline
+    options = {"dtype": dtype, "use_safetensors": True, "cache_dir": cache_dir}
+    if info.kind == "sd" and safety_checker is False:
+        options["safety_checker"] = None
+        options["requires_safety_checker"] = False
+    attempts = attempts_for(info, dtype)
+    local_errors = []
+    for repo_id, variant in attempts:
+        try:
+            pipeline = pipeline_class.from_pretrained(repo_id, variant=variant, local_files_only=True, **options)
+        except (OSError, ValueError) as error:
+            message_lines = str(error).splitlines()
+            if not message_lines:
+                message_lines = [type(error).__name__]
+            local_errors.append(f"{repo_id} (variant {variant}): {message_lines[0]}")
+            continue
+        if verbose:
+            print(f"loaded {repo_id} from the local cache")
+        return pipeline
+    reason = hub_unreachable_reason(info.repo_id)
+    if reason is not None:
+        raise RuntimeError(not_reachable_message(info, reason, local_errors))
+    download_errors = []
+    for repo_id, variant in attempts:
+        if verbose:
+            print(f"downloading {repo_id} (about {info.download_gb:g} GB at full precision) ...")
+        try:
+            return pipeline_class.from_pretrained(repo_id, variant=variant, **options)
+        except (OSError, ValueError) as error:
+            download_errors.append(f"{repo_id} (variant {variant}): {error}")
+    raise RuntimeError(f"could not load {info.name!r} from any of its repositories:\n" + "\n".join(download_errors))
