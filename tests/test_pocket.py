@@ -173,3 +173,22 @@ def test_training_resumes_from_a_checkpoint(tmp_path, monkeypatch):
     assert [step for step, _ in records] == [0]  # logged every 10 steps: step 0 came from the checkpoint
     assert (out / "vae").exists()
     assert not train.Run(out, "smoke", torch.device("cpu")).checkpoint_path("vae").exists()
+
+
+def test_minutes_budget_counts_the_steps_actually_run(tmp_path):
+    # A budget that is spent before the cut at step 120: the 120 steps already run are
+    # what the log must report (not fewer), and training stops there.
+    from sdnotes.pocket import train
+
+    run = train.Run(tmp_path, "smoke", torch.device("cpu"))
+    run.minutes["vae"] = 1e-6
+    model = torch.nn.Linear(2, 1)
+    calls = []
+
+    def loss_fn(generator):
+        calls.append(1)
+        return model(torch.ones(1, 2)).pow(2).mean()
+
+    train.train_loop(run, "vae", model, loss_fn, steps=500, lr=1e-3)
+    assert len(calls) == 120
+    assert run.steps_done["vae"] == 120

@@ -35,8 +35,9 @@ from sdnotes.tokenizer import load_tokenizer
 
 PRESETS = {
     # Steps, batch sizes and data size per stage. "gpu" is the recipe of the
-    # shipped model (about 12 minutes on one H100); "cpu" is sized to finish in
-    # about 2.5 hours on 2 CPU cores (see the model card); "smoke" is the test.
+    # shipped model (about 12 minutes on one H100); "cpu" is a smaller recipe,
+    # measured at about 3.9 hours on 2 CPU cores, quality not measured (see the
+    # model card, "CPU recipe"); "smoke" is the test.
     "gpu": {"scenes": 150_000, "clip_steps": 766, "clip_batch": 512, "vae_steps": 3356, "vae_batch": 64,
             "unet_steps": 3718, "unet_batch": 512, "lr_unet": 5e-4},
     "cpu": {"scenes": 30_000, "clip_steps": 800, "clip_batch": 128, "vae_steps": 1500, "vae_batch": 16,
@@ -143,7 +144,8 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
             warm = time.time()  # the first steps are slow (allocation, kernel choice)
         if budget_s is not None and step == start_step + 120:
             seconds_per_step = (time.time() - warm) / 100
-            fitting = start_step + 120 + int((budget_s - (time.time() - started)) / seconds_per_step)
+            seconds_left = max(0.0, budget_s - (time.time() - started))  # 0 if the budget is spent already
+            fitting = start_step + 120 + int(seconds_left / seconds_per_step)
             if fitting < steps:
                 print(f"{stage}: {seconds_per_step * 1000:.0f} ms/step; {steps} steps cut to {fitting} to fit {budget_s / 60:.1f} min")
                 steps = fitting
