@@ -13,10 +13,8 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
-from transformers import CLIPTextConfig, CLIPTextModel
-
 from sdnotes import attention
 from sdnotes.attention import (
     CONTEXT_LENGTH,
@@ -32,7 +30,8 @@ from sdnotes.attention import (
 from sdnotes.models import POCKET_DIR
 from sdnotes.tokenizer import load_tokenizer
 
-CONTEXT_WIDTH = 16
+from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
+
 HEADS = 2
 
 
@@ -55,33 +54,7 @@ def build_tiny_unet():
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory):
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=16,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408, hidden_size=CONTEXT_WIDTH, intermediate_size=32, num_attention_heads=2,
-            num_hidden_layers=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-        set_alpha_to_one=False, steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, unet=build_tiny_unet(), scheduler=scheduler,
-        tokenizer=load_tokenizer("sd1", cache_dir=tmp_path_factory.mktemp("tokenizer")),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    pipe = build_micro_pipeline(build_tiny_unet(), tmp_path_factory.mktemp("tokenizer"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

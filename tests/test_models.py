@@ -14,12 +14,12 @@ import time
 import huggingface_hub
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
 from sdnotes import hub, models
 from sdnotes.models import MODELS, describe, load, pick_device, pick_dtype
-from sdnotes.tokenizer import load_tokenizer
+
+from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
 
 
 def build_tiny_pipeline(tokenizer_cache_dir):
@@ -34,49 +34,10 @@ def build_tiny_pipeline(tokenizer_cache_dir):
         norm_num_groups=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
+        cross_attention_dim=CONTEXT_WIDTH,
         attention_head_dim=2,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=16,
-    )
-    text_config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=16,
-        intermediate_size=32,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        max_position_embeddings=77,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    text_encoder = CLIPTextModel(text_config)
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=load_tokenizer("sd1", cache_dir=tokenizer_cache_dir),
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return build_micro_pipeline(unet, tokenizer_cache_dir)
 
 
 @pytest.fixture(scope="module")
