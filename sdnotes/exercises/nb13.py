@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 10 (Imagen, DeepFloyd IF, dynamic thresholding).
+"""Checks for the exercises of notebook 13 (Imagen, DeepFloyd IF, dynamic thresholding).
 
 The thresholding reference is checked against diffusers' own implementation
 (DDPMScheduler with thresholding=True) inside the check, so it cannot drift
