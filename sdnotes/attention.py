@@ -14,12 +14,16 @@ classic `AttnProcessor` does, and also
   "Prompt-to-Prompt Image Editing with Cross Attention Control", section 3.2):
   "after_softmax" multiplies the probabilities of the given tokens by a factor
   (the paper's rule, rows no longer sum to 1); "before_softmax" adds log(factor)
-  to their scores, i.e. multiplies exp(score), so each row is renormalised.
+  to their scores, i.e. multiplies exp(score), so each row is renormalised;
+- can inject, prompt-to-prompt's word swap (same paper, section 3.2): with an
+  `AttentionInjection`, the edited prompts of a batch take the source prompt's
+  attention probabilities during the first steps (`inject_cross_attention`).
 
 `capture_cross_attention(pipe)` is a context manager that installs the
 processors and restores the original ones afterwards. Helpers turn the store
 into per-token maps: average over heads, steps and layers, reshape the query
-pixels to a square (or given aspect) grid, resize to one resolution.
+pixels to a square (or given aspect) grid, resize to one resolution (the
+small ones live in `sdnotes/attention_maps.py` and are re-exported here).
 
 diffusers internals this depends on (checked by tests/test_attention.py,
 written against diffusers 0.42.1):
@@ -34,11 +38,17 @@ written against diffusers 0.42.1):
   rescale_output_factor; and the maths of `Attention.get_attention_scores`.
 """
 
-import math
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
+
+from sdnotes.attention_maps import normalize_maps, resize_maps, spatial_shape, to_spatial, token_indices
+
+__all__ = [
+    "AttentionInjection", "CrossAttentionProcessor", "CrossAttentionStore", "aggregate_maps",
+    "capture_cross_attention", "cross_attention_layer_names", "inject_cross_attention", "normalize_maps",
+    "resize_maps", "spatial_shape", "to_spatial", "token_indices",
+]
 
 CONTEXT_LENGTH = 77
 REWEIGHT_MODES = ("after_softmax", "before_softmax")
@@ -99,6 +109,54 @@ class CrossAttentionStore:
         return self.sums[layer_name] / self.counts[layer_name]
 
 
+class AttentionInjection:
+    """Prompt-to-prompt word swap: edited prompts get the source prompt's attention probabilities.
+
+    The batch holds B prompts: prompt 0 is the source, prompts 1..B-1 are its
+    edits (each with the same number of tokens per word, so that a token
+    position means the same word slot in every prompt). With classifier-free
+    guidance (`guided=True`) the batch is [B unconditional rows, B conditional
+    rows] and, as in the paper's code, only the conditional rows are changed:
+    rows B+1..2B-1 take row B's probabilities. With `guided=False` (a batch of
+    B rows, no guidance) rows 1..B-1 take row 0's.
+    num_steps: inject during the first `num_steps` calls of each layer, i.e. the
+        first steps of a sampler that calls the U-Net once per step (DDIM).
+    layer_names: inject only into these layers (None: every layer it is given to).
+    `calls[name]` counts each layer's calls; `reset()` starts a new run.
+    """
+
+    def __init__(self, num_steps, layer_names=None, guided=True):
+        if num_steps < 0:
+            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+        self.num_steps = num_steps
+        self.layer_names = None if layer_names is None else set(layer_names)
+        self.guided = guided
+        self.calls = {}
+
+    def reset(self):
+        self.calls.clear()
+
+    def __call__(self, layer_name, attention_probs, batch_size, heads):
+        """(batch * heads, pixels, tokens) probabilities -> the same, with the edits' rows replaced."""
+        call_index = self.calls.get(layer_name, 0)
+        self.calls[layer_name] = call_index + 1
+        if call_index >= self.num_steps or (self.layer_names is not None and layer_name not in self.layer_names):
+            return attention_probs
+        number_of_prompts = batch_size
+        source_row = 0
+        if self.guided:
+            if batch_size % 2 != 0:
+                raise ValueError(f"guided=True needs an even batch [unconditional, conditional], got {batch_size}; "
+                                 "pass guided=False when the run has no classifier-free guidance")
+            number_of_prompts = batch_size // 2
+            source_row = number_of_prompts
+        probs = attention_probs.reshape(batch_size, heads, *attention_probs.shape[1:])  # (B, heads, pixels, tokens)
+        source = probs[source_row:source_row + 1]  # (1, heads, pixels, tokens)
+        edits = source.expand(number_of_prompts - 1, *source.shape[1:])
+        probs = torch.cat([probs[:source_row + 1], edits, probs[source_row + number_of_prompts:]])
+        return probs.reshape(attention_probs.shape)
+
+
 class CrossAttentionProcessor:
     """diffusers' `AttnProcessor` maths, plus recording and optional token re-weighting.
 
@@ -107,10 +165,12 @@ class CrossAttentionProcessor:
     reweight_rows: "conditional" re-weights only the second half of the batch
         (the prompt half when the pipeline runs classifier-free guidance as
         [unconditional, conditional]); "all" re-weights every row.
+    injection: an `AttentionInjection` (applied after re-weighting; the store
+        records the probabilities the layer then uses).
     """
 
     def __init__(self, layer_name, store=None, token_weights=None, reweight="after_softmax",
-                 reweight_rows="conditional"):
+                 reweight_rows="conditional", injection=None):
         if reweight not in REWEIGHT_MODES:
             raise ValueError(f"reweight must be one of {REWEIGHT_MODES}, got {reweight!r}")
         if reweight_rows not in REWEIGHT_ROWS:
@@ -123,6 +183,7 @@ class CrossAttentionProcessor:
         self.token_weights = dict(token_weights or {})
         self.reweight = reweight
         self.reweight_rows = reweight_rows
+        self.injection = injection
 
     def token_factors(self, batch_size, heads, tokens, device, dtype):
         """(batch * heads, 1, tokens) factors: 1 everywhere but the re-weighted columns."""
@@ -167,6 +228,8 @@ class CrossAttentionProcessor:
         value = attn.head_to_batch_dim(value)  # (B * heads, tokens, head_dim)
 
         attention_probs = self.attention_probabilities(attn, query, key, attention_mask, batch_size)
+        if self.injection is not None:
+            attention_probs = self.injection(self.layer_name, attention_probs, batch_size, attn.heads)
         if self.store is not None:
             tokens = attention_probs.shape[-1]
             self.store.record(self.layer_name, attention_probs.reshape(batch_size, attn.heads, -1, tokens))
@@ -214,7 +277,7 @@ def cross_attention_layer_names(unet):
 
 @contextmanager
 def capture_cross_attention(pipe_or_unet, store=None, token_weights=None, reweight="after_softmax",
-                            reweight_rows="conditional"):
+                            reweight_rows="conditional", injection=None):
     """Install `CrossAttentionProcessor` on every attn2 layer; yield the store; restore on exit.
 
     Self-attention layers (attn1) keep their processors. `token_weights` etc.
@@ -225,6 +288,10 @@ def capture_cross_attention(pipe_or_unet, store=None, token_weights=None, reweig
         store = CrossAttentionStore()
     original_processors = dict(unet.attn_processors)
     layer_names = cross_attention_layer_names(unet)
+    if injection is not None and injection.layer_names is not None:
+        unknown = sorted(injection.layer_names - set(layer_names))
+        if unknown:
+            raise ValueError(f"not cross-attention layers of this U-Net: {unknown}; see cross_attention_layer_names")
     if not layer_names:
         raise RuntimeError(
             "found no cross-attention layers (processor keys ending in 'attn2.processor'): "
@@ -234,7 +301,7 @@ def capture_cross_attention(pipe_or_unet, store=None, token_weights=None, reweig
     for processor_key, processor in original_processors.items():
         layer_name = processor_key.removesuffix(".processor")
         if layer_name in layer_names:
-            processor = CrossAttentionProcessor(layer_name, store, token_weights, reweight, reweight_rows)
+            processor = CrossAttentionProcessor(layer_name, store, token_weights, reweight, reweight_rows, injection)
         new_processors[processor_key] = processor
     unet.set_attn_processor(new_processors)  # (set_attn_processor empties the dict it is given)
     try:
@@ -243,42 +310,17 @@ def capture_cross_attention(pipe_or_unet, store=None, token_weights=None, reweig
         unet.set_attn_processor(dict(original_processors))
 
 
-def token_indices(tokenizer, prompt, word):
-    """Positions (in the 77-token sequence, start token = 0) of the tokens of `word` in `prompt`.
+@contextmanager
+def inject_cross_attention(pipe_or_unet, num_steps, layer_names=None, guided=True, store=None):
+    """Prompt-to-prompt word swap for the runs inside the block; yields the `AttentionInjection`.
 
-    `word` may be several tokens ("cat face"); its first occurrence is used.
+    The batch's first prompt is the source, the others are its edits (see
+    `AttentionInjection`). Each run inside the block must start with
+    `injection.reset()` unless the block holds one run only.
     """
-    prompt_ids = tokenizer(prompt).input_ids  # with the start and end tokens
-    word_ids = tokenizer(word, add_special_tokens=False).input_ids
-    for start in range(len(prompt_ids) - len(word_ids) + 1):
-        if prompt_ids[start:start + len(word_ids)] == word_ids:
-            return list(range(start, start + len(word_ids)))
-    raise ValueError(f"{word!r} is not in the tokens of {prompt!r}")
-
-
-def spatial_shape(query_pixels, aspect_ratio=1.0):
-    """(height, width) of a layer's grid with `query_pixels` positions; aspect = height / width."""
-    width = round(math.sqrt(query_pixels / aspect_ratio))
-    height = query_pixels // width
-    if height * width != query_pixels:
-        raise ValueError(f"{query_pixels} query pixels do not form a grid with aspect ratio {aspect_ratio}")
-    return height, width
-
-
-def to_spatial(maps, aspect_ratio=1.0):
-    """(..., query_pixels, tokens) -> (..., tokens, height, width)."""
-    height, width = spatial_shape(maps.shape[-2], aspect_ratio)
-    maps = maps.transpose(-1, -2)  # (..., tokens, query_pixels)
-    return maps.reshape(*maps.shape[:-1], height, width)
-
-
-def resize_maps(maps, size):
-    """(B, tokens, h, w) -> (B, tokens, size[0], size[1]), bilinear."""
-    if isinstance(size, int):
-        size = (size, size)
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    injection = AttentionInjection(num_steps, layer_names, guided)
+    with capture_cross_attention(pipe_or_unet, store=store, injection=injection):
+        yield injection
 
 
 def aggregate_maps(store, resolution, layer_names=None, aspect_ratio=1.0):
@@ -301,10 +343,3 @@ def aggregate_maps(store, resolution, layer_names=None, aspect_ratio=1.0):
         else:
             total = total + per_layer
     return total / len(layer_names)
-
-
-def normalize_maps(maps):
-    """Scale each map to [0, 1] over its last two dimensions (for display)."""
-    low = maps.amin(dim=(-2, -1), keepdim=True)
-    high = maps.amax(dim=(-2, -1), keepdim=True)
-    return (maps - low) / (high - low).clamp_min(1e-12)

@@ -18,11 +18,13 @@ from diffusers.models.attention_processor import Attention, AttnProcessor
 from sdnotes import attention
 from sdnotes.attention import (
     CONTEXT_LENGTH,
+    AttentionInjection,
     CrossAttentionProcessor,
     CrossAttentionStore,
     aggregate_maps,
     capture_cross_attention,
     cross_attention_layer_names,
+    inject_cross_attention,
     spatial_shape,
     to_spatial,
     token_indices,
@@ -258,6 +260,104 @@ def test_bad_arguments_are_refused():
         CrossAttentionProcessor("x", token_weights={2: -1.0})
     with pytest.raises(ValueError, match="reweight_rows"):
         CrossAttentionProcessor("x", reweight_rows="first")
+
+
+# --- prompt-to-prompt injection --------------------------------------------------------------
+
+SOURCE_PROMPT = "a cat face on the left"
+EDIT_PROMPT = "a dog face on the left"
+
+
+def run_pair(pipe, prompts, steps=2):
+    """Both prompts from the same starting latent, as prompt-to-prompt runs them."""
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # (1, 4, 8, 8)
+    output = pipe(prompts, num_inference_steps=steps, guidance_scale=3.0, height=16, width=16,
+                  latents=latents.expand(len(prompts), -1, -1, -1), output_type="np")
+    return output.images
+
+
+@pytest.fixture
+def classic_pipe(tiny_pipe):
+    """The tiny pipeline with diffusers' classic processor everywhere, so that outputs compare bit for bit."""
+    original = dict(tiny_pipe.unet.attn_processors)
+    tiny_pipe.unet.set_attn_processor(AttnProcessor())
+    yield tiny_pipe
+    tiny_pipe.unet.set_attn_processor(original)
+
+
+def test_injecting_a_run_into_itself_reproduces_it_exactly(classic_pipe):
+    expected = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
+    with inject_cross_attention(classic_pipe, num_steps=2):
+        injected = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
+    np.testing.assert_array_equal(injected, expected)
+    np.testing.assert_array_equal(injected[1], injected[0])
+
+
+def test_injecting_for_zero_steps_equals_no_injection(classic_pipe):
+    expected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    with inject_cross_attention(classic_pipe, num_steps=0) as injection:
+        injected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    np.testing.assert_array_equal(injected, expected)
+    assert set(injection.calls.values()) == {2}  # every layer was called once per step, and passed through
+
+
+def test_injection_changes_only_the_edit(classic_pipe):
+    plain = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    with inject_cross_attention(classic_pipe, num_steps=2):
+        injected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    np.testing.assert_array_equal(injected[0], plain[0])  # the source row is not touched
+    assert not np.array_equal(injected[1], plain[1])  # the edit is
+
+
+def test_edit_rows_get_the_source_probabilities_for_the_first_steps(tiny_pipe):
+    store = CrossAttentionStore(keep_steps=True)
+    with inject_cross_attention(tiny_pipe, num_steps=1, store=store):
+        run_pair(tiny_pipe, [SOURCE_PROMPT, EDIT_PROMPT, EDIT_PROMPT])
+    for layer_name in store.layer_names:
+        first, second = store.steps[layer_name]  # (2B, heads, pixels, 77) per step; rows [uncond × 3, cond × 3]
+        assert torch.equal(first[4], first[3]) and torch.equal(first[5], first[3])  # step 1: injected
+        assert not torch.allclose(second[4], second[3])  # step 2: the edit's own maps
+        assert torch.allclose(first.sum(dim=-1), torch.ones(first.shape[:-1]), atol=1e-5)
+
+
+def test_injection_only_in_the_named_layers(tiny_pipe):
+    layer_names = cross_attention_layer_names(tiny_pipe.unet)
+    chosen = layer_names[-1]
+    store = CrossAttentionStore(keep_steps=True)
+    with inject_cross_attention(tiny_pipe, num_steps=2, layer_names=[chosen], store=store):
+        run_pair(tiny_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    for layer_name in layer_names:
+        first_step = store.steps[layer_name][0]  # (4, heads, pixels, 77)
+        assert torch.equal(first_step[3], first_step[2]) == (layer_name == chosen), layer_name
+
+
+def test_processors_are_restored_after_injection_even_after_an_error():
+    unet = build_tiny_unet()
+    before = dict(unet.attn_processors)
+    with pytest.raises(RuntimeError, match="boom"):
+        with inject_cross_attention(unet, num_steps=3):
+            assert all(isinstance(processor, CrossAttentionProcessor) and processor.injection is not None
+                       for key, processor in unet.attn_processors.items() if key.endswith("attn2.processor"))
+            raise RuntimeError("boom")
+    after = unet.attn_processors
+    assert set(after) == set(before)
+    for key, processor in before.items():
+        assert after[key] is processor
+
+
+def test_injection_rows_without_guidance_and_bad_arguments():
+    probs = torch.rand(3 * HEADS, 5, CONTEXT_LENGTH)  # (batch 3 × heads, pixels, tokens), no CFG
+    injected = AttentionInjection(num_steps=1, guided=False)("layer", probs, batch_size=3, heads=HEADS)
+    by_prompt = injected.reshape(3, HEADS, 5, CONTEXT_LENGTH)
+    assert torch.equal(by_prompt[1], by_prompt[0]) and torch.equal(by_prompt[2], by_prompt[0])
+    assert torch.equal(by_prompt[0], probs.reshape(3, HEADS, 5, CONTEXT_LENGTH)[0])
+    with pytest.raises(ValueError, match="even batch"):
+        AttentionInjection(num_steps=1)("layer", probs, batch_size=3, heads=HEADS)
+    with pytest.raises(ValueError, match=">= 0"):
+        AttentionInjection(num_steps=-1)
+    with pytest.raises(ValueError, match="not cross-attention layers"):
+        with inject_cross_attention(build_tiny_unet(), num_steps=1, layer_names=["mid_block.attn9"]):
+            pass
 
 
 # --- helpers ---------------------------------------------------------------------------------
