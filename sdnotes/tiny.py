@@ -27,6 +27,12 @@ attention_head_dim (5, 10, 20, 20) and use_linear_projection True; VAE
 
 `build_sd15_architecture()` builds SD 1.5 at full size (1.07 B parameters),
 also with random weights, for benchmarks/benchmark_loop.py and the slow test.
+
+`build_tiny_flux_pipeline()` builds a random-weight `FluxPipeline` (FLUX.1's
+class: CLIP + T5 text encoders, FluxTransformer2DModel, 16-channel VAE,
+FlowMatchEulerDiscreteScheduler), about 1 M parameters, so that the
+"flux-schnell" registry entry's loading path is tested without a download
+(tests/test_after_sd_models.py). Its T5 tokenizer has a small made-up vocabulary.
 """
 
 import diffusers
@@ -232,3 +238,61 @@ def build_sd15_architecture(device="cpu", dtype=torch.float32, seed=TINY_SEED, t
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+# --- FLUX-shaped test model (random weights) -----------------------------------
+# FluxPipeline's parts, all narrow: FLUX.1's interface facts kept (CLIP-L-style
+# 77-token tokenizer and pooled vector, a T5 encoder and T5 tokenizer, a
+# FluxTransformer2DModel on 2x2-packed 16-channel latents, a VAE with factor 8,
+# FlowMatchEulerDiscreteScheduler); everything else shrunk. The real T5
+# tokenizer is a 32,100-piece SentencePiece model that cannot be built without
+# a download, so the tiny one is the same class (transformers' T5Tokenizer) with
+# a small unigram vocabulary made from CLIP's words. For tests only: it draws noise.
+TINY_FLUX_T5_PIECES = 2000  # words taken from the CLIP vocabulary; real T5: 32,100 pieces
+
+
+def tiny_t5_tokenizer(tokenizer_cache_dir=None):
+    """transformers' T5Tokenizer with a small unigram vocabulary (the real one needs a download)."""
+    from transformers import T5TokenizerFast
+
+    clip_vocabulary = load_tokenizer("sd1", cache_dir=tokenizer_cache_dir).get_vocab()
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    for character in "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-":
+        pieces.append((character, -10.0))
+    words = []
+    for token, token_id in sorted(clip_vocabulary.items(), key=lambda item: item[1]):
+        if token.endswith("</w>") and token[:-4].isalpha():
+            words.append(token[:-4])
+    for rank, word in enumerate(words[:TINY_FLUX_T5_PIECES]):
+        pieces.append(("▁" + word, -3.0 - rank / TINY_FLUX_T5_PIECES))
+    return T5TokenizerFast(vocab=pieces, extra_ids=0)
+
+
+def build_tiny_flux_pipeline(seed=TINY_SEED, tokenizer_cache_dir=None):
+    """A random-weight FluxPipeline (the class FLUX.1 loads with), about 1 M parameters; draws noise."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    t5_tokenizer = tiny_t5_tokenizer(tokenizer_cache_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = tiny_text_encoder({**TINY_SPECS["tiny-sd15"], "context_width": 32, "text_heads": 2})
+        text_encoder_2 = T5EncoderModel(T5Config(  # real: T5-XXL encoder, d_model 4096, 24 layers
+            vocab_size=len(t5_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+        transformer = FluxTransformer2DModel(  # real: 19 + 38 blocks, 24 heads x 128
+            patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=False,
+            axes_dims_rope=(4, 6, 6))
+        vae = AutoencoderKL(  # real: (128, 256, 512, 512), scaling 0.3611, shift 0.1159
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(16, 32, 32, 32), layers_per_block=1,
+            latent_channels=16, norm_num_groups=16, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+            use_quant_conv=False, use_post_quant_conv=False)
+    for module in (text_encoder, text_encoder_2, transformer, vae):
+        module.eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)  # FLUX.1-schnell's
+    as_if_loaded(text_encoder, text_encoder_2, transformer, vae, scheduler)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+                        tokenizer=load_tokenizer("sd1", cache_dir=tokenizer_cache_dir),
+                        text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer, transformer=transformer)
