@@ -12,20 +12,57 @@
    `hf download` and point HF_HOME at the copied cache);
 3. otherwise downloads, trying the same repositories in the same order.
 
+`quiet_loading_bars()` hides the "Loading pipeline components..." (diffusers)
+and "Loading weights" (transformers) progress bars while a model is read from
+disk, with the libraries' public switches, and turns them back on afterwards;
+download bars and the pipeline's own sampling bar are not touched (`load_pocket`
+in models.py and the local-cache attempts below use it; downloads keep their bars).
+
 References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_pretrained,
-local_files_only, variant), https://huggingface.co/docs/huggingface_hub/guides/cli (`hf download`),
+local_files_only, variant), https://huggingface.co/docs/diffusers/api/logging and
+https://huggingface.co/docs/transformers/main_classes/logging (progress bars),
+https://huggingface.co/docs/huggingface_hub/guides/cli (`hf download`),
 https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables (HF_HOME, HF_HUB_OFFLINE).
 """
 
 import threading
+from contextlib import contextmanager
 
 import huggingface_hub
+import huggingface_hub.utils
 import torch
-from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+from diffusers import AutoPipelineForText2Image, FluxPipeline, StableDiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
+from transformers.utils import logging as transformers_logging
 
 HUB_CHECK_TIMEOUT_SECONDS = 5.0
+
+
+@contextmanager
+def quiet_loading_bars():
+    """No diffusers/transformers progress bars inside the `with` block; as before after it.
+
+    transformers' switch also turns huggingface_hub's bars off and on, so that
+    state is saved and put back too.
+    """
+    diffusers_bars_were_on = diffusers_logging.is_progress_bar_enabled()
+    transformers_bars_were_on = transformers_logging.is_progress_bar_enabled()
+    hub_bars_were_off = huggingface_hub.utils.are_progress_bars_disabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if diffusers_bars_were_on:
+            diffusers_logging.enable_progress_bar()
+        if transformers_bars_were_on:
+            transformers_logging.enable_progress_bar()
+        if hub_bars_were_off:
+            huggingface_hub.utils.disable_progress_bars()
+        else:
+            huggingface_hub.utils.enable_progress_bars()
 
 
 def hub_unreachable_reason(repo_id, timeout_seconds=HUB_CHECK_TIMEOUT_SECONDS):
@@ -87,6 +124,8 @@ def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
     """A Hub model: from the local cache if it is there, else downloaded."""
     if info.kind == "sdxl-turbo":
         pipeline_class = AutoPipelineForText2Image  # dispatches to StableDiffusionXLPipeline
+    elif info.kind == "flux":
+        pipeline_class = FluxPipeline  # FLUX.1: transformer + CLIP-L + T5-XXL, no safety checker
     else:
         pipeline_class = StableDiffusionPipeline
     options = {"dtype": dtype, "use_safetensors": True, "cache_dir": cache_dir}
@@ -97,7 +136,8 @@ def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
     local_errors = []
     for repo_id, variant in attempts:
         try:
-            pipeline = pipeline_class.from_pretrained(repo_id, variant=variant, local_files_only=True, **options)
+            with quiet_loading_bars():
+                pipeline = pipeline_class.from_pretrained(repo_id, variant=variant, local_files_only=True, **options)
         except (OSError, ValueError) as error:
             message_lines = str(error).splitlines()
             if not message_lines:
@@ -113,7 +153,11 @@ def load_from_hub(info, dtype, safety_checker, cache_dir, verbose):
     download_errors = []
     for repo_id, variant in attempts:
         if verbose:
-            print(f"downloading {repo_id} (about {info.download_gb:g} GB at full precision) ...")
+            if variant == "fp16":
+                size = f"about {info.download_gb / 2:.1f} GB, the fp16 files"
+            else:
+                size = f"about {info.download_gb:g} GB"
+            print(f"downloading {repo_id} ({size}) ...")
         try:
             return pipeline_class.from_pretrained(repo_id, variant=variant, **options)
         except (OSError, ValueError) as error:

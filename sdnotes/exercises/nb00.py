@@ -1,6 +1,9 @@
 """Checks for the exercises of notebook 00 (your first picture)."""
 
+from diffusers import PNDMScheduler
+
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
+from sdnotes.schedule import SD_SCHEDULER_CONFIG  # SD 1.5's scheduler/scheduler_config.json
 
 # Stable Diffusion 1.5, approximately (the numbers notebook 00 shows).
 SD15_PARAMETERS = {"unet": 860e6, "vae": 84e6, "text_encoder": 123e6}
@@ -23,16 +26,31 @@ def check_pixel_values_512(answer):
     passed(exercise, "786,432 numbers; SD's latent for it has 4×64×64 = 16,384, 48 times fewer (notebook 03).")
 
 
-def check_unet_evaluations(answer):
-    """Exercise 2: 20 steps x 2 predictions = 40."""
-    exercise = "Exercise 2 (U-Net evaluations)"
+def _pndm_unet_calls(num_steps):
+    # U-Net calls of one picture with PNDM (SD 1.5's and the pocket model's scheduler): one per timestep it visits
+    scheduler = PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    scheduler.set_timesteps(num_steps)
+    return len(scheduler.timesteps)
+
+
+def check_unet_calls(answer):
+    """Exercise 2: U-Net calls for 30 PNDM steps with guidance = 31 (guidance doubles the batch, not the calls)."""
+    exercise = "Exercise 2 (U-Net calls)"
     if is_unanswered(answer):
         return not_answered(exercise)
     answer = as_number(exercise, answer)
-    if answer == 20:
-        raise AssertionError(f"{exercise}: 20 is one per step; with guidance there are two per step.")
-    assert answer == 40, f"{exercise}: {answer} is not it. Steps × predictions per step."
-    passed(exercise, "40: guidance doubles the work of every step (diffusers runs them as one batch of two).")
+    expected = _pndm_unet_calls(30)
+    if answer == 60 or answer == 2 * expected:
+        raise AssertionError(
+            f"{exercise}: that counts noise predictions (two latents per call with guidance). "
+            "Guidance doubles the batch of each call, not the number of calls."
+        )
+    if answer == 30:
+        raise AssertionError(f"{exercise}: close: PNDM makes one extra call at the start (the count above shows it).")
+    assert answer == expected, (
+        f"{exercise}: {answer} is not it. One call per step, plus PNDM's one extra call at the start."
+    )
+    passed(exercise, f"{expected} calls, each on a batch of 2 latents: {2 * expected} noise predictions (notebook 07).")
 
 
 def _unet_share():
@@ -61,6 +79,6 @@ def check_unet_share(answer):
 # For every check: a right and a wrong answer (used by tests/test_exercises.py).
 REFERENCE_SOLUTIONS = {
     "check_pixel_values_512": {"right": 786_432, "wrong": 768_432},
-    "check_unet_evaluations": {"right": 40, "wrong": 20},
+    "check_unet_calls": {"right": 31, "wrong": 60},
     "check_unet_share": {"right": 0.81, "wrong": 0.86},
 }

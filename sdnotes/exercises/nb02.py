@@ -8,6 +8,7 @@ import torch
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
 from sdnotes.schedule import stable_diffusion_scheduler
+from sdnotes.tiny import SD15_UNET_CONFIG  # the values of SD 1.5's unet/config.json
 
 
 def check_zero_predictor_loss(answer):
@@ -109,9 +110,41 @@ def check_sigma_at_t1(answer):
     )
 
 
+def _sd15_skip_connections():
+    # what SD 1.5's down path pushes: conv_in's output, every ResNet block's, every downsampler's
+    config = SD15_UNET_CONFIG
+    blocks = len(config["down_block_types"])
+    return 1 + blocks * config["layers_per_block"] + (blocks - 1)  # the last down block does not downsample
+
+
+def check_sd15_skip_connections(answer):
+    """Exercise 4: SD 1.5's U-Net hands 1 + 4 x 2 + 3 = 12 tensors from the down path to the up path."""
+    exercise = "Exercise 4 (SD 1.5's skip connections)"
+    if is_unanswered(answer):
+        return not_answered(exercise)
+    answer = as_number(exercise, answer)
+    expected = _sd15_skip_connections()
+    resnets = len(SD15_UNET_CONFIG["down_block_types"]) * SD15_UNET_CONFIG["layers_per_block"]
+    if answer == resnets:
+        raise AssertionError(
+            f"{exercise}: {resnets} counts the down path's ResNet blocks; conv_in and the downsamplers push too."
+        )
+    if answer == expected - 1:
+        raise AssertionError(f"{exercise}: close! Did you count conv_in's output, or the downsampler of every level?")
+    assert answer == expected, (
+        f"{exercise}: {answer} is not it. Count what the down path pushes: conv_in, every ResNet block of every "
+        "down block, and every downsampler (the last down block has none). The up path pops one per ResNet block."
+    )
+    up_blocks = len(SD15_UNET_CONFIG["up_block_types"])
+    per_up_block = SD15_UNET_CONFIG["layers_per_block"] + 1
+    passed(exercise, f"{expected}: and SD 1.5's up path has {up_blocks} × {per_up_block} = {up_blocks * per_up_block} "
+           "ResNet blocks, one per skip.")
+
+
 # For every check: a right and a wrong answer (used by tests/test_exercises.py).
 REFERENCE_SOLUTIONS = {
     "check_zero_predictor_loss": {"right": 1.0, "wrong": 2.0},
     "check_predict_x0": {"right": _reference_predict_x0, "wrong": _predict_x0_without_sqrt},
     "check_sigma_at_t1": {"right": 0.0206, "wrong": 0.0292},
+    "check_sd15_skip_connections": {"right": 12, "wrong": 8},
 }

@@ -65,8 +65,8 @@ def check_pndm_unet_calls(answer):
         )
     if answer == 40 or answer == 2 * expected:
         raise AssertionError(
-            f"{exercise}: count calls, not images: guidance puts both halves into one batch, "
-            "so each entry of scheduler.timesteps is one call."
+            f"{exercise}: that counts noise predictions. The course counts U-Net calls (notebook 00): "
+            "guidance puts both halves into one batch, so each entry of scheduler.timesteps is one call."
         )
     assert answer == expected, (
         f"{exercise}: {answer} is not it. Build PNDMScheduler.from_config(pipe.scheduler.config), "

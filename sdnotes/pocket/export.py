@@ -17,11 +17,13 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
+from sdnotes.paths import find_assets_dir
 from sdnotes.pocket import architecture, data
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-DEFAULT_PIPELINE_DIR = REPO_ROOT / "assets" / "pocket"
-DEFAULT_JUDGE_DIR = REPO_ROOT / "assets" / "pocket-judge"
+ASSETS_DIR = find_assets_dir()  # the clone's assets/, installed editable or not (sdnotes/paths.py)
+DEFAULT_PIPELINE_DIR = ASSETS_DIR / "pocket"
+DEFAULT_JUDGE_DIR = ASSETS_DIR / "pocket-judge"
 
 
 def save_clip_parts(clip, out):

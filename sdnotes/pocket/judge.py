@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
+from sdnotes.hub import quiet_loading_bars
 from sdnotes.pocket import data
 from sdnotes.pocket.export import DEFAULT_JUDGE_DIR, DEFAULT_PIPELINE_DIR
 
@@ -41,8 +42,11 @@ class PocketJudge:
         from sdnotes.tokenizer import load_tokenizer
 
         self.device = torch.device(device)
-        self.vision = CLIPVisionModelWithProjection.from_pretrained(judge_dir, dtype=torch.float32).to(self.device).eval()
-        self.text_encoder = CLIPTextModel.from_pretrained(text_encoder_dir, dtype=torch.float32).to(self.device).eval()
+        with quiet_loading_bars():  # two small models: no "Loading weights" bars in the notebooks
+            self.vision = CLIPVisionModelWithProjection.from_pretrained(judge_dir, dtype=torch.float32)
+            self.text_encoder = CLIPTextModel.from_pretrained(text_encoder_dir, dtype=torch.float32)
+        self.vision = self.vision.to(self.device).eval()
+        self.text_encoder = self.text_encoder.to(self.device).eval()
         projection = load_file(str(judge_dir / "text_projection.safetensors"))
         self.text_projection = projection["text_projection"].to(self.device)  # (width, width)
         self.logit_scale = projection["logit_scale"].exp().item()
