@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Create (or update) the course's virtual environment in .venv.
 #   bash scripts/setup.sh          the course: notebooks + JupyterLab
-#   bash scripts/setup.sh dev      the tests: pytest, nbmake, OpenMoji for the pocket data
-# torch comes first, as torch==2.13.0 (a CPU build on the course's reference
-# machines); an existing torch in .venv is kept.
+#   bash scripts/setup.sh dev      the tests: pytest, nbmake, OpenMoji for the pocket data,
+#                                  open-clip-torch for the tokenizer's cross-checks
+# torch comes first, as torch==2.13.0 (the version the tests run with); an
+# existing torch in .venv is kept. pip picks the build: from PyPI on Linux that
+# is a CUDA build (several GB). For PyTorch's CPU-only build, install it first,
+# as PyTorch documents (see the README):
+#   python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-course}"
 case "$mode" in
   course) extra="lab" ;;
   dev) extra="dev" ;;
-  *) echo "usage: bash scripts/setup.sh [course|dev]" >&2; exit 2 ;;
+  site) extra="site" ;;  # the course website and its browser tests (scripts/build_site.py, scripts/ci_site.sh)
+  *) echo "usage: bash scripts/setup.sh [course|dev|site]" >&2; exit 2 ;;
 esac
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
@@ -18,6 +23,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q torch==2.13.0
 fi
 .venv/bin/python -m pip install -q -e ".[$extra]"
-# The CLIP vocabulary file, read as package data (see requirements.txt).
-.venv/bin/python -m pip install -q --no-deps "open-clip-torch==3.3.0"
+if [ "$mode" = dev ]; then
+  # OpenAI's original CLIP merges list and SimpleTokenizer, which the tokenizer
+  # tests compare against; --no-deps keeps torchvision and timm out.
+  .venv/bin/python -m pip install -q --no-deps "open-clip-torch==3.3.0"
+fi
 echo "ready: .venv ($mode)"
