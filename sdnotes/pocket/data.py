@@ -79,17 +79,21 @@ def openmoji_font_path():
 _SPRITES = {}
 
 
+def character_sprite(character, sprite_size=SPRITE_SIZE):
+    """Any OpenMoji character as an RGBA image cropped to its outline."""
+    font = ImageFont.truetype(str(openmoji_font_path()), int(sprite_size * 0.8))
+    tile = Image.new("RGBA", (sprite_size, sprite_size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(tile)
+    draw.text((sprite_size // 2, sprite_size // 2), character, font=font, embedded_color=True, anchor="mm")
+    return tile.crop(tile.getbbox())
+
+
 def sprite(name):
     """The emoji for an object name as an RGBA image cropped to its outline."""
     if name not in _SPRITES:
         if name not in OBJECTS:
             raise ValueError(f"unknown object {name!r}; the pocket model knows: {', '.join(OBJECTS)}")
-        font = ImageFont.truetype(str(openmoji_font_path()), int(SPRITE_SIZE * 0.8))
-        tile = Image.new("RGBA", (SPRITE_SIZE, SPRITE_SIZE), (0, 0, 0, 0))
-        draw = ImageDraw.Draw(tile)
-        character = EMOJI[OBJECTS.index(name)]
-        draw.text((SPRITE_SIZE // 2, SPRITE_SIZE // 2), character, font=font, embedded_color=True, anchor="mm")
-        _SPRITES[name] = tile.crop(tile.getbbox())
+        _SPRITES[name] = character_sprite(EMOJI[OBJECTS.index(name)])
     return _SPRITES[name]
 
 

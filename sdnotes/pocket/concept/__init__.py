@@ -29,7 +29,7 @@ import pathlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from sdnotes.pocket import data
 from sdnotes.pocket.export import REPO_ROOT
@@ -56,12 +56,8 @@ REFERENCE_BACKGROUNDS = ["white", "green", "pink"]  # one reference picture of e
 
 
 def concept_sprite(character=CONCEPT_EMOJI, sprite_size=data.SPRITE_SIZE):
-    """Any OpenMoji character as an RGBA image cropped to its outline (as data.sprite)."""
-    font = ImageFont.truetype(str(data.openmoji_font_path()), int(sprite_size * 0.8))
-    tile = Image.new("RGBA", (sprite_size, sprite_size), (0, 0, 0, 0))
-    ImageDraw.Draw(tile).text((sprite_size // 2, sprite_size // 2), character, font=font,
-                              embedded_color=True, anchor="mm")
-    return tile.crop(tile.getbbox())
+    """The concept's OpenMoji character as an RGBA image cropped to its outline (data.character_sprite)."""
+    return data.character_sprite(character, sprite_size)
 
 
 def render_scene(background, side, size, seed, character=CONCEPT_EMOJI, image_size=data.IMAGE_SIZE):
