@@ -72,8 +72,10 @@ class Editor:
         self.empty = self.encode_text("")
 
     def scheduler(self, inverse=False):
-        scheduler_class = DDIMInverseScheduler if inverse else DDIMScheduler
-        return scheduler_class.from_config(self.pipe.scheduler.config, clip_sample=False)
+        if inverse:  # without PNDM's skip_prk_steps, still in the config, which DDIMInverseScheduler does not take
+            config = {key: value for key, value in self.pipe.scheduler.config.items() if key != "skip_prk_steps"}
+            return DDIMInverseScheduler.from_config(config, clip_sample=False)
+        return DDIMScheduler.from_config(self.pipe.scheduler.config, clip_sample=False)
 
     def encode_text(self, text):
         tokenizer = self.pipe.tokenizer

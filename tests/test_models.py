@@ -1,4 +1,4 @@
-"""Tests for sdnotes/models.py (the registry, device/dtype choice, loading, describe) and
+"""Tests for sdnotes/registry.py (MODELS), sdnotes/models.py (device/dtype choice, loading, describe) and
 sdnotes/hub.py (Hub models: local cache first, a fast error when the Hub cannot be reached).
 
 No test downloads anything: Hub models are only loaded far enough to check
@@ -16,7 +16,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-from sdnotes import hub, models
+from sdnotes import hub, models, registry
 from sdnotes.models import MODELS, describe, load, pick_device, pick_dtype
 
 from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
@@ -69,6 +69,17 @@ def test_registry_entries():
     assert "random weights" in MODELS["tiny-sd15"].description
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS["sd15"].repo_id = "somewhere/else"
+
+
+def test_registry_is_re_exported_by_models():
+    """The registry lives in sdnotes/registry.py; the old imports from sdnotes.models and sdnotes keep working."""
+    import sdnotes
+
+    assert models.MODELS is registry.MODELS and sdnotes.MODELS is registry.MODELS
+    assert models.ModelInfo is registry.ModelInfo and models.get_model_info is registry.get_model_info
+    assert models.get_model_info("sd15") is MODELS["sd15"]
+    with pytest.raises(ValueError, match="valid names are: pocket"):
+        models.get_model_info("sd1.5")
 
 
 def test_pocket_defaults_match_the_shipped_model():

@@ -14,6 +14,8 @@ from diffusers import DDIMInverseScheduler
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
 from sdnotes.schedule import SD_SCHEDULER_CONFIG  # SD 1.5's scheduler/scheduler_config.json
 
+# SD 1.5's settings without PNDM's skip_prk_steps, which DDIMInverseScheduler does not take (diffusers would warn)
+INVERSE_SCHEDULER_CONFIG = {key: value for key, value in SD_SCHEDULER_CONFIG.items() if key != "skip_prk_steps"}
 INVERSION_STEPS = 50
 INVERSION_STEP_INDEX = 25  # a step in the middle of the inversion
 INJECTION_STEPS = 50
@@ -22,7 +24,7 @@ INJECTION_FRACTION = 0.8
 
 def _inversion_case():
     """A latent, a noise prediction, the two noise levels and the scheduler's answer."""
-    scheduler = DDIMInverseScheduler.from_config(SD_SCHEDULER_CONFIG, clip_sample=False)
+    scheduler = DDIMInverseScheduler.from_config(INVERSE_SCHEDULER_CONFIG, clip_sample=False)
     scheduler.set_timesteps(INVERSION_STEPS)
     timestep = int(scheduler.timesteps[INVERSION_STEP_INDEX])  # the noisier level we step to
     previous_timestep = timestep - scheduler.config.num_train_timesteps // INVERSION_STEPS
