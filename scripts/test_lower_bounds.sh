@@ -14,7 +14,8 @@
 # 3. It runs the unit tests (all of tests/ except the notebook runs on SD-shaped
 #    models) and, with nbmake, the notebooks that lean most on library
 #    internals: attention capture (05), the hand-written loops (07),
-#    img2img/inpainting (08), editing (10) and LoRA with peft (11) where present;
+#    img2img/inpainting (08), editing (10), LoRA with peft (11) and the ControlNet
+#    (12) where present;
 #    05 and 08 also on the SD-shaped test models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ for line in open(sys.argv[1]):
 EOF
 
 shopt -s nullglob
-internals_notebooks=(notebooks/05_*.ipynb notebooks/07_*.ipynb notebooks/08_*.ipynb notebooks/10_*.ipynb notebooks/11_*.ipynb)
+internals_notebooks=(notebooks/05_*.ipynb notebooks/07_*.ipynb notebooks/08_*.ipynb notebooks/10_*.ipynb notebooks/11_*.ipynb notebooks/12_*.ipynb)
 failed=0  # all three runs go on after a failure, so one log shows every failure
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/test_notebooks_sd_shaped.py || failed=1
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_notebooks_sd_shaped.py \

@@ -23,6 +23,7 @@ Seeds are fixed, so a run reproduces (up to GPU non-determinism).
 import argparse
 import json
 import pathlib
+import shutil
 import time
 
 import torch
@@ -61,9 +62,10 @@ class Run:
     """Shared state of one training run: data, tokens, paths, logs."""
 
     def __init__(self, out, preset, device, seed=0):
+        """preset: a name in PRESETS, or a dict of settings (the ControlNet's recipes, control/train.py)."""
         self.out = pathlib.Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.settings = PRESETS[preset]
+        self.settings = PRESETS[preset] if isinstance(preset, str) else preset
         self.device = device
         self.seed = seed
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -71,6 +73,7 @@ class Run:
         self.minutes = {}
         self.steps_done = {}
         self._captions = None
+        self.keep_checkpoints = False  # True: also keep a copy of every checkpoint ({stage}_step{N}.pt)
 
     def images_and_captions(self):
         """All training scenes (seeds 0..N-1), rendered once per run."""
@@ -134,7 +137,8 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
         if extra_state is not None:
             extra_state.load_state_dict(checkpoint["extra"])
         print(f"{stage}: resuming at step {start_step}")
-    generator = torch.Generator(run.device).manual_seed(run.seed + 1000 * STAGES.index(stage) + start_step)
+    stage_number = STAGES.index(stage) if stage in STAGES else len(STAGES)  # later stages (the ControlNet) come after
+    generator = torch.Generator(run.device).manual_seed(run.seed + 1000 * stage_number + start_step)
     model.train()
     budget_s = run.minutes.get(stage) * 60 if run.minutes.get(stage) else None
     started = time.time()
@@ -170,6 +174,8 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
             if extra_state is not None:
                 state["extra"] = extra_state.state_dict()
             run.save_checkpoint(stage, state)
+            if run.keep_checkpoints:
+                shutil.copy(run.checkpoint_path(stage), run.checkpoint_path(stage).with_name(f"{stage}_step{step + 1}.pt"))
     run.log(stage, records)
     run.steps_done[stage] = steps
     if run.checkpoint_path(stage).exists():
