@@ -7,7 +7,7 @@ encoder, see train.py) plus the text projection. It gives
   - `clip_score(images, prompts)`: 100 x cosine similarity of image and prompt
     embeddings (Hessel et al. 2021, CLIPScore),
 and, without any network, `object_side(image)`: where the non-background
-pixels are, to check "on the left / on the right" prompts.
+pixels are (`foreground_mask`), to check "on the left / on the right" prompts.
 """
 
 import pathlib
@@ -86,21 +86,27 @@ class PocketJudge:
         return [objects[index] for index in best.tolist()]
 
 
-def object_side(image, threshold=60):
-    """'left', 'center' or 'right': where the centre of the non-background pixels is.
+def foreground_mask(image, threshold=60):
+    """(H, W) bool: the object pixels of a picture on a plain background.
 
     The background colour is taken as the median of the border pixels; a pixel
     belongs to an object when it differs from it by more than `threshold`
-    (sum of absolute RGB differences). Returns None for an empty picture.
+    (sum of absolute RGB differences).
     """
     pixels = np.asarray(image.convert("RGB"), dtype=np.int32)  # (H, W, 3)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
-    foreground = np.abs(pixels - background).sum(axis=-1) > threshold  # (H, W)
+    return np.abs(pixels - background).sum(axis=-1) > threshold
+
+
+def object_side(image, threshold=60):
+    """'left', 'center' or 'right': where the centre of the non-background pixels is
+    (`foreground_mask`). Returns None for an empty picture."""
+    foreground = foreground_mask(image, threshold)  # (H, W)
     if foreground.sum() < 0.005 * foreground.size:
         return None
     columns = np.nonzero(foreground)[1]
-    centre = columns.mean() / pixels.shape[1]
+    centre = columns.mean() / foreground.shape[1]
     if centre < 0.4:
         return "left"
     if centre > 0.6:

@@ -13,7 +13,8 @@ draw valid control pictures.
     captions can say (any place, any size, top and bottom too), with its
     control picture: the ControlNet's training pairs;
   - `foreground_box`, `box_iou`, `boxes_found`: measure where a generated
-    picture's objects are, against the background colour (as `object_side`).
+    picture's objects are, against the background colour (the judge's
+    `foreground_mask`, as `object_side`).
 
 ControlNet: Zhang, Rao & Agrawala 2023, "Adding Conditional Control to
 Text-to-Image Diffusion Models", https://arxiv.org/abs/2302.05543.
@@ -27,6 +28,7 @@ from PIL import Image, ImageDraw
 
 from sdnotes.paths import find_assets_dir
 from sdnotes.pocket import data
+from sdnotes.pocket.judge import foreground_mask
 
 CONTROLNET_DIR = find_assets_dir() / "pocket-controlnet"
 CONTROL_SIZE = data.IMAGE_SIZE  # the control picture has the generated picture's size
@@ -126,14 +128,6 @@ def render_box_scenes(seeds, image_size=CONTROL_SIZE):
         controls[index] = np.asarray(scene.control)[:, :, 0]
         captions.append(scene.caption)
     return images, controls, captions
-
-
-def foreground_mask(image, threshold=60):
-    """(H, W) bool: pixels that differ from the border's median colour by more than `threshold` (sum of |RGB|)."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.int32)  # (H, W, 3)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0)
-    return np.abs(pixels - background).sum(axis=-1) > threshold
 
 
 def mask_box(mask, min_fraction=0.005):
