@@ -28,7 +28,9 @@ import torch
 from diffusers import DDIMScheduler
 
 import sdnotes
-from sdnotes.attention import CrossAttentionStore, aggregate_maps, capture_cross_attention, token_indices
+from sdnotes.attention import capture_cross_attention
+from sdnotes.attention_maps import aggregate_maps, token_indices
+from sdnotes.attention_store import CrossAttentionStore
 from sdnotes.pocket import data
 
 PAIRS = [("cat face", "rocket"), ("ghost", "sunflower"), ("banana", "penguin"),

@@ -43,7 +43,7 @@ from PIL import Image
 import sdnotes
 from sdnotes.attention import cross_attention_layer_names, inject_cross_attention
 from sdnotes.pocket import data
-from sdnotes.pocket.judge import PocketJudge, object_side
+from sdnotes.pocket.judge import PocketJudge, foreground_mask, object_side
 
 PAIRS = [("cat face", "dog face", "rocket"), ("banana", "sunflower", "penguin"),
          ("ghost", "fish", "bicycle"), ("red apple", "soccer ball", "octopus")]  # old, new (same tokens), kept
@@ -163,19 +163,14 @@ def two_object_prompt(left_object, right_object):
     return f"{data.article(left_object)} {left_object} on the left and {data.article(right_object)} {right_object} on the right"
 
 
-def paste(picture, name, centre_x, size):
-    emoji = data.sprite(name)
-    scale = size * picture.width / max(emoji.size)
-    sprite_width, sprite_height = round(emoji.width * scale), round(emoji.height * scale)
-    emoji = emoji.resize((sprite_width, sprite_height), Image.LANCZOS)
-    picture.paste(emoji, (int(centre_x * picture.width - sprite_width / 2), int(picture.height / 2 - sprite_height / 2)),
-                  emoji)
-
-
 def render(objects_and_centres, background, size=0.4, image_size=data.IMAGE_SIZE):
+    """Objects at centre x (fractions of the side), vertically centred, longest side `size` x the side."""
     picture = Image.new("RGB", (image_size, image_size), data.BACKGROUNDS[background])
     for name, centre_x in objects_and_centres:
-        paste(picture, name, centre_x, size)
+        emoji = data.sprite(name)
+        width, height = data.sprite_size(emoji, size * image_size)
+        box = data.sprite_box(centre_x * image_size, (image_size - height) // 2, (width, height), image_size)
+        data.paste_sprite(picture, emoji, box)
     return picture
 
 
@@ -208,9 +203,7 @@ def changes_on_left(edited, original):
 
 def far_background(picture, margin=6):
     """(H, W) bool: pixels farther than `margin` from every object pixel (object_side's criterion)."""
-    pixels = torch.from_numpy(np.asarray(picture, dtype=np.int32))
-    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    foreground = ((pixels - border.median(dim=0).values).abs().sum(dim=-1) > 60).float()[None, None]
+    foreground = torch.from_numpy(foreground_mask(picture)).float()[None, None]  # (1, 1, H, W)
     near = F.max_pool2d(foreground, 2 * margin + 1, stride=1, padding=margin)[0, 0]
     return near < 0.5
 

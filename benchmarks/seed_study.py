@@ -35,14 +35,14 @@ from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler
+from PIL import Image
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sdnotes  # noqa: E402
 from sdnotes.pocket import data  # noqa: E402
-from sdnotes.pocket.judge import PocketJudge  # noqa: E402
+from sdnotes.pocket.judge import PocketJudge, foreground_mask  # noqa: E402
 
-FOREGROUND_THRESHOLD = 60 / 255  # sum of |RGB - background| in [0, 1] units, as judge.object_side uses
 
 
 def prompt_sets(prompts_per_set):
@@ -101,10 +101,12 @@ def quality(judge, images, objects):
 
 
 def foreground_masks(images):
-    """(B, H, W) 1 where a pixel differs from the background (median border colour)."""
-    border = torch.cat([images[:, :, 0, :], images[:, :, -1, :], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
-    background = border.median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
-    return ((images - background).abs().sum(dim=1) > FOREGROUND_THRESHOLD).float()
+    """(B, H, W) 1 where a pixel belongs to an object: the judge's foreground_mask of each (3, H, W) image in [0, 1]."""
+    masks = []
+    for image in images:
+        pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()  # (H, W, 3)
+        masks.append(torch.from_numpy(foreground_mask(Image.fromarray(pixels))))
+    return torch.stack(masks).float()
 
 
 def layout_features(images):

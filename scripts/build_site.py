@@ -1,7 +1,8 @@
 """Build the course website: every notebook a page with its outputs, the course map, the teacher's page.
 
     python scripts/build_site.py                    # -> build/site/index.html (open it in a browser)
-    python scripts/build_site.py --execute never    # CI: use the outputs the test run wrote
+    python scripts/build_site.py --execute never --notebooks build/executed
+                                                    # CI: the copies the test run executed
 
 Tool: Sphinx + MyST-NB + the Sphinx Book Theme (see site/conf.py for why). The
 build is offline: nothing is downloaded, and the output is checked for any
@@ -14,8 +15,8 @@ Steps:
    scripts/teacher_page.py), docs/glossary.md if it exists, the pocket model
    card (assets/pocket/README.md and its pictures), and the worked answers
    (scripts/worked_answers.py) for download.
-2. Notebooks: a notebook in notebooks/ that already has outputs (CI's copies,
-   written by the test run) is used as it is. One without outputs is executed
+2. Notebooks: a notebook that already has outputs (CI's copies, kept by the
+   test run with --executed-dir build/executed) is used as it is. One without outputs is executed
    into the staging folder, never in notebooks/ (`--execute never` makes that an
    error instead; `--execute always` re-runs every notebook). Widgets need a
    running kernel: progress bars are drawn from the saved widget state, and
@@ -41,8 +42,10 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import colab_links  # noqa: E402
+import course_map  # noqa: E402
 import teacher_page  # noqa: E402
 import worked_answers  # noqa: E402
+from notebook_kernel import kernel_environment  # noqa: E402
 
 REPO_ROOT = worked_answers.REPO_ROOT
 CONF_DIR = REPO_ROOT / "site"
@@ -68,22 +71,12 @@ def has_outputs(notebook):
 
 
 def execute(notebook, notebook_dir):
-    """Run a notebook like the tests do (one torch thread, this checkout on the path); returns it run."""
+    """Run a notebook as the tests do (scripts/notebook_kernel.py); returns it run."""
     from nbclient import NotebookClient
 
-    env_before = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "PYTHONPATH")}
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env_before["PYTHONPATH"]]))
-    try:
-        client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(notebook_dir)}})
-        client.execute()
-    finally:
-        for name, value in env_before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook_dir)}})
+    client.execute(env=kernel_environment())
     return notebook
 
 
@@ -146,7 +139,8 @@ def stage_notebooks(mode, source_dir):
         elif not has_outputs(notebook):
             raise SystemExit(
                 f"{path.name} has no outputs and --execute never was given: run the notebooks first "
-                "(in CI: PYTEST_ADDOPTS=--overwrite with the test command), or use --execute auto."
+                "(pytest --nbmake notebooks --executed-dir build/executed, then --notebooks build/executed), "
+                "or use --execute auto."
             )
         nbformat.write(for_the_site(notebook), target / path.name)
         names.append(path.name)
@@ -155,7 +149,7 @@ def stage_notebooks(mode, source_dir):
 
 def index_page(names):
     """The home page: what the course is, the course map with links, the other pages."""
-    readme_rows = teacher_page.course_map()
+    readme_rows = course_map.read_course_map()
     lines = [
         "# sdnotes: how Stable Diffusion turns a prompt into a picture",
         "",

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import course_map  # noqa: E402  (scripts/course_map.py)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 README = REPO_ROOT / "README.md"
@@ -96,29 +99,23 @@ def updated_readme(text, url=None):
     """The README text with a Colab column in the course map (rows that link notebooks/NN_x.ipynb)."""
     url = url or repository_url()
     lines = text.splitlines(keepends=True)
-    header_index = None
-    for index, line in enumerate(lines):
-        if line.startswith("| notebook |"):
-            header_index = index
-            break
+    header_index, end = course_map.table_lines(lines)
     if header_index is None:
         return text
-    header = [cell.strip() for cell in lines[header_index].strip().strip("|").split("|")]
+    header = course_map.split_row(lines[header_index])
     if "Colab" not in header:
         header.append("Colab")
     colab_column = header.index("Colab")
     new_lines = lines[:header_index] + ["| " + " | ".join(header) + " |\n"]
     new_lines.append("|" + "---|" * len(header) + "\n")
-    index = header_index + 2
-    while index < len(lines) and lines[index].startswith("|"):
-        cells = [cell.strip() for cell in lines[index].strip().strip("|").split("|")]
-        link = re.search(r"\(notebooks/([^)]+\.ipynb)\)", cells[0])
+    for line in lines[header_index + 2:end]:
+        cells = course_map.split_row(line)
         cells += [""] * (len(header) - len(cells))
-        if link:
-            cells[colab_column] = f"[![Open in Colab]({BADGE})]({colab_url(link.group(1), url)})"
+        name = course_map.notebook_of_row(cells)
+        if name:
+            cells[colab_column] = f"[![Open in Colab]({BADGE})]({colab_url(name, url)})"
         new_lines.append("| " + " | ".join(cells) + " |\n")
-        index += 1
-    return "".join(new_lines + lines[index:])
+    return "".join(new_lines + lines[end:])
 
 
 def main():

@@ -28,37 +28,14 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import course_map  # noqa: E402  (scripts/course_map.py)
 import worked_answers  # noqa: E402  (scripts/worked_answers.py)
 
 REPO_ROOT = worked_answers.REPO_ROOT
-README = REPO_ROOT / "README.md"
 TEACHER_PAGE = REPO_ROOT / "docs" / "teacher.md"
 
 NOTEBOOK_MENTION = re.compile(r"[Nn]otebooks?((?:(?:\s|,|and|or|&|–|-)*\b\d\d\b)+)")
 NOTEBOOK_LINK = re.compile(r"\b(\d\d)_\w+\.ipynb")
-
-
-def course_map(readme_text=None):
-    """{notebook file name: {column name: text}} from the README's course map table."""
-    if readme_text is None:
-        readme_text = README.read_text(encoding="utf-8")
-    lines = readme_text.splitlines()
-    rows = {}
-    header = None
-    for line in lines:
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-        if header is None:
-            header = [cell.lower() for cell in cells]
-            continue
-        if "notebook" not in header or set(line) <= set("|-: "):
-            continue
-        link = re.search(r"\(notebooks/([^)]+\.ipynb)\)", cells[header.index("notebook")])
-        if link:
-            rows[link.group(1)] = dict(zip(header, cells))
-    return rows
 
 
 def notebook_title(notebook):
@@ -104,7 +81,7 @@ def teacher_page(site=False):
     """The page's Markdown. `site=True` links the worked notebooks as downloads from the built site."""
     paths = worked_answers.notebooks()
     names_by_number = {path.name[:2]: path.name for path in paths}
-    readme_rows = course_map()
+    readme_rows = course_map.read_course_map()
     out = [
         "# For teachers: running a class from sdnotes",
         "",

@@ -24,13 +24,8 @@ processors and restores the original ones afterwards.
 
 This file holds only the code that touches diffusers' attention processors
 (the house rule: the diffusers internals we hook live in this one module,
-tested by tests/test_attention.py). The parts that see only tensors live next
-to it and are re-exported here, so `from sdnotes.attention import ...` gives
-everything:
-- `sdnotes/attention_store.py`: `CrossAttentionStore` and `AttentionInjection`;
-- `sdnotes/attention_maps.py`: the store as per-token maps (`aggregate_maps`:
-  average over heads, steps and layers; reshape the query pixels to a square
-  or given-aspect grid; resize to one resolution) and `token_indices`.
+tested by tests/test_attention.py). The store and the maps see only tensors:
+`sdnotes/attention_store.py` and `sdnotes/attention_maps.py`.
 
 diffusers internals this depends on (checked by tests/test_attention.py,
 written against diffusers 0.42.1):
@@ -49,21 +44,7 @@ from contextlib import contextmanager
 
 import torch
 
-from sdnotes.attention_maps import (
-    aggregate_maps,
-    normalize_maps,
-    resize_maps,
-    spatial_shape,
-    to_spatial,
-    token_indices,
-)
 from sdnotes.attention_store import AttentionInjection, CrossAttentionStore
-
-__all__ = [
-    "AttentionInjection", "CrossAttentionProcessor", "CrossAttentionStore", "aggregate_maps",
-    "capture_cross_attention", "cross_attention_layer_names", "inject_cross_attention", "normalize_maps",
-    "resize_maps", "spatial_shape", "to_spatial", "token_indices",
-]
 
 CONTEXT_LENGTH = 77
 REWEIGHT_MODES = ("after_softmax", "before_softmax")

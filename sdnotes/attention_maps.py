@@ -1,11 +1,9 @@
 """Attention maps as pictures: token positions, grids, resizing, averaging (no diffusers internals).
 
-Helpers for the maps that `sdnotes/attention.py` records into a
-`CrossAttentionStore` (`sdnotes/attention_store.py`): where a word's tokens
-sit in the 77-token sequence, how a layer's query pixels form a grid,
+Helpers for the maps that a `CrossAttentionStore` records: where a word's
+tokens sit in the 77-token sequence, how a layer's query pixels form a grid,
 resizing maps to one resolution, averaging a store over heads, steps and
-layers (`aggregate_maps`) and scaling maps for display. They are re-exported
-by `sdnotes.attention`, which is where the notebooks import them from.
+layers (`aggregate_maps`) and scaling maps for display.
 Reference: Hertz et al. 2022 (prompt-to-prompt), Tang et al. 2023 (DAAM).
 """
 

@@ -12,19 +12,12 @@ the code that hooks diffusers' attention processors:
   [source, edit, ...] the edited prompts take the source prompt's attention
   probabilities during the first steps.
 
-The processor that feeds them, `capture_cross_attention` and
-`inject_cross_attention` are in `sdnotes/attention.py`; turning a store into
-per-token pictures (`aggregate_maps` and helpers) is in
-`sdnotes/attention_maps.py`. Notebooks import all of it from `sdnotes.attention`.
-
 References: Hertz et al. 2022, "Prompt-to-Prompt Image Editing with Cross
 Attention Control" (section 3.2: word swap; their code stores the maps summed
 over steps and leaves out the 64×64 layers, as `max_query_pixels` can).
 """
 
 import torch
-
-__all__ = ["AttentionInjection", "CrossAttentionStore"]
 
 
 class CrossAttentionStore:

@@ -11,8 +11,9 @@
   (`control_kind` says which picture to draw). Other real ControlNets for SD
   1.5 are listed in SD15_CONTROLNETS.
 
-Hub ControlNets come from the local cache first; with no cache and no Hub the
-call fails within seconds and says what to do (as `sdnotes.load`).
+Hub ControlNets load as Hub pipelines do (`sdnotes/hub.py`, `load_hub_model`):
+from the local cache first, the fp16 files first in float16; with no cache and
+no Hub the call fails within seconds and says what to do.
 
 Reference: Zhang, Rao & Agrawala 2023, https://arxiv.org/abs/2302.05543;
 https://huggingface.co/docs/diffusers/api/pipelines/controlnet
@@ -20,12 +21,12 @@ https://huggingface.co/docs/diffusers/api/pipelines/controlnet
 
 import torch
 
-from sdnotes.hub import hub_unreachable_reason, quiet_loading_bars
-from sdnotes.paths import find_assets_dir
+from sdnotes.hub import dtype_option, load_hub_model, quiet_loading_bars, variant_attempts
+from sdnotes.paths import POCKET_CONTROLNET_DIR
 
-POCKET_CONTROLNET_DIR = find_assets_dir() / "pocket-controlnet"
 # ControlNet 1.1 for SD 1.5 (lllyasviel), one per kind of control picture; about 1.45 GB each
 # in full precision, 723 MB as the fp16 files (the repositories' file listings).
+SD15_CONTROLNET_DOWNLOAD_GB = 1.45
 SD15_CONTROLNETS = {
     "scribble": "lllyasviel/control_v11p_sd15_scribble",
     "canny": "lllyasviel/control_v11p_sd15_canny",
@@ -51,27 +52,17 @@ def load_pocket_controlnet(dtype=torch.float32, folder=POCKET_CONTROLNET_DIR):
             f"the pocket ControlNet is not in {folder}: get the repository's assets/pocket-controlnet folder "
             "(git pull), or train it with `python -m sdnotes.pocket.control.train` (about 2 hours on a CPU).")
     with quiet_loading_bars():
-        return ControlNetModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        return ControlNetModel.from_pretrained(folder, local_files_only=True, **dtype_option(dtype))
 
 
-def load_hub_controlnet(repo_id, dtype, cache_dir=None):
+def load_hub_controlnet(repo_id, dtype, cache_dir=None, verbose=True):
+    """A ControlNet from the Hub (`load_hub_model`: local cache first, fp16 files first in float16)."""
     from diffusers import ControlNetModel
 
-    variant = "fp16" if dtype == torch.float16 else None
-    try:
-        with quiet_loading_bars():
-            return ControlNetModel.from_pretrained(repo_id, dtype=dtype, variant=variant, local_files_only=True,
-                                                   cache_dir=cache_dir)
-    except (OSError, ValueError) as error:
-        local_error = str(error).splitlines()[0] if str(error) else type(error).__name__
-    reason = hub_unreachable_reason(repo_id)
-    if reason is not None:
-        raise RuntimeError(
-            f"cannot load the ControlNet {repo_id!r}: it is not in the local cache ({local_error}) and the Hub "
-            f"cannot be reached ({reason}). Use MODEL = \"pocket\" (runs offline), or download it on a machine "
-            f"with network (`hf download {repo_id}`) and copy the Hugging Face cache here (set HF_HOME).")
-    print(f"downloading {repo_id} (about {0.72 if variant else 1.45} GB) ...")
-    return ControlNetModel.from_pretrained(repo_id, dtype=dtype, variant=variant, cache_dir=cache_dir)
+    attempts = variant_attempts([repo_id], dtype)
+    options = {**dtype_option(dtype), "cache_dir": cache_dir}
+    return load_hub_model(ControlNetModel, repo_id, attempts, options,
+                          SD15_CONTROLNET_DOWNLOAD_GB, verbose)
 
 
 def like_unet(model, unet):

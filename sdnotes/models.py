@@ -1,9 +1,8 @@
 """Loading the course's models: from a registry name to a ready diffusers pipeline.
 
-- `MODELS`, `ModelInfo`, `get_model_info`: the registry (which models the
-  course can load, sizes, licences), defined in `sdnotes/registry.py` and
-  re-exported here, so `from sdnotes.models import MODELS` works.
-- `POCKET_DIR`: the pocket model's folder, `assets/pocket/` (runs offline on a CPU).
+Which models there are (`MODELS`, sizes, licences) is in `sdnotes/registry.py`;
+where the pocket model's folder is (`POCKET_DIR`), in `sdnotes/paths.py`.
+
 - `load(name)`: a ready diffusers pipeline on the chosen device and dtype. Hub
   models come from the local cache first; if they are not there and the Hub
   cannot be reached, `load` says so within seconds instead of hanging (that
@@ -22,18 +21,13 @@ References: https://huggingface.co/docs/diffusers/api/pipelines/overview (from_p
 https://huggingface.co/docs/diffusers/optimization/memory (slicing, offload).
 """
 
-from pathlib import Path
-
 import torch
 from diffusers import StableDiffusionPipeline
 
-from sdnotes.hub import load_from_hub, quiet_loading_bars
-from sdnotes.paths import find_assets_dir
-from sdnotes.registry import MODELS, ModelInfo, get_model_info  # noqa: F401 (re-exported: sdnotes.models.MODELS etc.)
+from sdnotes import paths
+from sdnotes.hub import dtype_option, load_from_hub, quiet_loading_bars
+from sdnotes.registry import MODELS, get_model_info
 from sdnotes.tiny import build_tiny_pipeline
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-POCKET_DIR = find_assets_dir() / "pocket"  # the clone's assets/pocket, installed editable or not (paths.py)
 
 
 def pick_device():
@@ -155,9 +149,10 @@ def choose_gpu_measures(info, device, verbose):
 
 def load_pocket(dtype):
     """The pocket model from assets/pocket (never touches the network)."""
-    if not (POCKET_DIR / "model_index.json").is_file():
+    pocket_dir = paths.POCKET_DIR
+    if not (pocket_dir / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"the pocket model is not built yet: {POCKET_DIR / 'model_index.json'} is missing. "
+            f"the pocket model is not built yet: {pocket_dir / 'model_index.json'} is missing. "
             "Run `python -m sdnotes.pocket.train` from the repository root to build it, "
             "or get the repository's assets/pocket folder (git pull). With sdnotes installed "
             "non-editable (`pip install .`), start Python inside your clone of the repository, "
@@ -165,8 +160,8 @@ def load_pocket(dtype):
         )
     with quiet_loading_bars():  # a 37 MB model loads in a second: no progress bars for it
         return StableDiffusionPipeline.from_pretrained(
-            POCKET_DIR,
-            dtype=dtype,
+            pocket_dir,
+            **dtype_option(dtype),
             local_files_only=True,
             safety_checker=None,  # a toy model trained on emoji scenes has no safety checker
             requires_safety_checker=False,

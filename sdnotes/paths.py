@@ -1,9 +1,16 @@
-"""Where the repository's assets/ folder is, however the package was installed.
+"""Where the repository's asset folders are, however the package was installed: the one place that names them.
 
-The pocket model (assets/pocket/, its CLIP tokenizer files in
-assets/pocket/tokenizer/) and the pocket judge (assets/pocket-judge/) ship with
-the repository, beside the notebooks, not inside the Python package.
-`find_assets_dir()` looks, in this order, in
+The course's trained files ship with the repository, beside the notebooks, not
+inside the Python package:
+
+    POCKET_DIR             assets/pocket/             the pocket model (a diffusers pipeline folder,
+                                                      its CLIP tokenizer files in tokenizer/)
+    POCKET_JUDGE_DIR       assets/pocket-judge/       the pocket judge (CLIP image tower)
+    POCKET_CONCEPT_DIR     assets/pocket-concept/     notebook 11's concept: pictures, embeddings, LoRAs
+    POCKET_CONTROLNET_DIR  assets/pocket-controlnet/  notebook 12's box ControlNet
+
+Every module, script, test and notebook takes these folders from here.
+`find_assets_dir()` looks for assets/, in this order, in
 
 1. the folder named by the environment variable SDNOTES_ASSETS, if it is set;
 2. assets/ next to the package: a clone, or an editable install
@@ -14,7 +21,7 @@ the repository, beside the notebooks, not inside the Python package.
 
 A folder counts when it holds pocket/model_index.json. If none does, the
 folder of step 2 is returned, so that error messages name where the files were
-expected.
+expected. The folders above are found once, when this module is imported.
 """
 
 import os
@@ -44,3 +51,10 @@ def find_assets_dir():
         if is_assets_dir(folder / "assets"):
             return folder / "assets"
     return PACKAGE_ASSETS_DIR
+
+
+ASSETS_DIR = find_assets_dir()
+POCKET_DIR = ASSETS_DIR / "pocket"
+POCKET_JUDGE_DIR = ASSETS_DIR / "pocket-judge"
+POCKET_CONCEPT_DIR = ASSETS_DIR / "pocket-concept"
+POCKET_CONTROLNET_DIR = ASSETS_DIR / "pocket-controlnet"

@@ -10,10 +10,10 @@
 - `get_model_info(name)`: one entry; an unknown name is a ValueError that lists
   the valid ones.
 
-Loading lives in `sdnotes/models.py` (which re-exports these names) and
-`sdnotes/hub.py`. Sizes and memory needs are approximate (full-precision
-safetensors downloads; GPU memory in fp16). The Hub changes, so entries keep
-fallback repositories. Revisions are NOT pinned: they could not be checked from
+This file is data only (it imports nothing from sdnotes, nor diffusers);
+loading lives in `sdnotes/models.py`, `sdnotes/tiny.py` and `sdnotes/hub.py`.
+Sizes and memory needs are approximate (full-precision safetensors downloads;
+GPU memory in fp16). The Hub changes, so entries keep fallback repositories. Revisions are NOT pinned: they could not be checked from
 this project's offline build machine, and a pinned revision that is wrong fails
 for everyone; `from_pretrained(..., revision=...)` is where one would go.
 
@@ -23,15 +23,13 @@ SD 1.5 are checked against its published configs in tests/test_consistency.py.
 
 from dataclasses import dataclass
 
-from sdnotes.tiny import TINY_SPECS
-
 
 @dataclass(frozen=True)
 class ModelInfo:
     """One loadable model. Sizes and memory are approximate."""
 
     name: str
-    repo_id: str | None  # None for the pocket model, which lives in POCKET_DIR
+    repo_id: str | None  # None for the pocket model (sdnotes.paths.POCKET_DIR) and the tiny ones
     fallback_repo_ids: tuple
     kind: str  # "pocket", "tiny" (random SD-shaped test model), "sd" or "sdxl-turbo"
     description: str
@@ -43,6 +41,32 @@ class ModelInfo:
     native_resolution: int
     has_fp16_variant: bool = False  # the primary repository has "fp16" weight files
     hub_notes: str = ""  # access (gating), mirrors, what the download holds
+
+
+# The SD-shaped test models that sdnotes/tiny.py builds: name -> the interface facts that differ
+# between SD 1.5 and SD 2.1-base
+TINY_SPECS = {
+    "tiny-sd15": {
+        "real_model": "SD 1.5",
+        "tokenizer_kind": "sd1",
+        "context_width": 768,
+        "text_heads": 12,
+        "text_activation": "quick_gelu",
+        "pad_token_id": 49407,
+        "unet_heads": 8,  # SD 1.5: attention_head_dim 8 (diffusers' name; it is a number of heads)
+        "linear_projection": False,
+    },
+    "tiny-sd21": {
+        "real_model": "SD 2.1-base",
+        "tokenizer_kind": "sd2",
+        "context_width": 1024,
+        "text_heads": 16,
+        "text_activation": "gelu",
+        "pad_token_id": 0,
+        "unet_heads": (2, 4),  # SD 2.1-base: (5, 10, 20, 20), 64 channels per head
+        "linear_projection": True,
+    },
+}
 
 
 MODELS = {
@@ -87,7 +111,7 @@ MODELS = {
         hub_notes="Its licence restricts commercial use (see the model card). U-Net 10.3 GB + two text encoders "
         "3.3 + VAE 0.3 at full precision; fp16 variant about 7 GB.",
     ),
-    # Models after SD 1/2 (notebook 14); sizes computed from parameter counts (fp32: 4 bytes, bf16/fp16: 2).
+    # Models after SD 1/2 (notebook 15); sizes computed from parameter counts (fp32: 4 bytes, bf16/fp16: 2).
     "sd-turbo": ModelInfo(
         name="sd-turbo", repo_id="stabilityai/sd-turbo", fallback_repo_ids=(), kind="sd",
         description="SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation, 1-4 steps, guidance 0, 512×512.",

@@ -9,13 +9,14 @@ scheduler with the settings in SD_SCHEDULER_CONFIG.
   builds any diffusers scheduler with SD's settings, as a notebook does with
   `pipe.scheduler.config`.
 - `stable_diffusion_scheduler()`: a DDPMScheduler with SD's training schedule
-  (alphas_cumprod, add_noise, step), for the exercise checks.
+  (alphas_cumprod, add_noise, step), for the exercise checks and the pocket
+  model's training.
 - `sd_pipeline_scheduler()`: the PNDMScheduler in SD's pipeline folder, for
-  the SD-shaped test models in `sdnotes/tiny.py`.
+  the SD-shaped test models in `sdnotes/tiny.py` and the pocket model's
+  pipeline folder (`sdnotes/pocket/export.py`).
 
 This file imports nothing else from sdnotes, so the exercise checks can use it
-without the model-loading code. (The pocket model writes the same numbers in
-`sdnotes/pocket/architecture.py`.)
+without the model-loading code.
 
 References:
 https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/blob/main/scheduler/scheduler_config.json,

@@ -1,11 +1,9 @@
-"""Showing and saving images: seeded generators, image grids, PNGs with metadata.
+"""Showing and saving images: seeded generators, figures of images, PNGs with metadata.
 
 - `make_generator(seed)`: the one `torch.Generator` a run passes explicitly to
   the pipeline, so that the same seed gives the same initial latent.
 - `show_images(images, ...)`: a matplotlib grid of PIL images, arrays or
   tensors, with titles; returns the figure.
-- `image_grid(images, rows, cols)`: one PIL image with the images side by side
-  (a thin wrapper over `diffusers.utils.make_image_grid`).
 - `save_image(image, path, ...)` / `read_image_metadata(path)`: a PNG that
   records how it was made (model, prompt, negative prompt, seed, steps,
   guidance scale, scheduler, size) in a PNG text chunk, so any picture in the
@@ -15,8 +13,6 @@ References:
 - PIL PNG text chunks: https://pillow.readthedocs.io/en/stable/handbook/image-file-formats.html#png
 - matplotlib constrained layout (room for titles and the suptitle):
   https://matplotlib.org/stable/users/explain/axes/constrainedlayout_guide.html
-- diffusers `make_image_grid`:
-  https://huggingface.co/docs/diffusers/api/utilities#diffusers.utils.make_image_grid
 """
 
 import json
@@ -26,7 +22,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from diffusers.utils import make_image_grid
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -167,21 +162,6 @@ def show_images(images, rows=None, cols=None, titles=None, figsize=None, suptitl
     if suptitle:
         figure.suptitle(suptitle)
     return figure
-
-
-def image_grid(images, rows, cols):
-    """One PIL image holding `rows`×`cols` images of the same size, row by row."""
-    pil_images = to_pil_images(images)
-    if len(pil_images) != rows * cols:
-        raise ValueError(f"a {rows}×{cols} grid needs exactly {rows * cols} images, got {len(pil_images)}")
-    first_size = pil_images[0].size
-    for image in pil_images:
-        if image.size != first_size:
-            raise ValueError(
-                f"all images in a grid must have the same size; got {first_size} and {image.size}. "
-                "Resize them first (image.resize(size))."
-            )
-    return make_image_grid(pil_images, rows=rows, cols=cols)
 
 
 def save_image(

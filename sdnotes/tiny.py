@@ -16,7 +16,8 @@ with 16-32 channels, 8x8 latents -> 64x64 images), so a notebook runs
 on a CPU in seconds. The weights are random: **the images are noise**. These
 models exist so the tests can check that every notebook reads its sizes from
 the loaded configs instead of assuming the pocket model's. There is no safety
-checker (there is nothing to check in noise).
+checker (there is nothing to check in noise). What differs between the two
+(`TINY_SPECS`) is data in `sdnotes/registry.py`.
 
 Real values for comparison (from the models' published configs):
 SD 1.5 U-Net block_out_channels (320, 640, 1280, 1280), layers_per_block 2,
@@ -40,35 +41,13 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from sdnotes.registry import TINY_SPECS
 from sdnotes.schedule import sd_pipeline_scheduler
 from sdnotes.tokenizer import load_tokenizer
 
 TINY_SEED = 0
 VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x
 
-# name -> the interface facts that differ between SD 1.5 and SD 2.1-base
-TINY_SPECS = {
-    "tiny-sd15": {
-        "real_model": "SD 1.5",
-        "tokenizer_kind": "sd1",
-        "context_width": 768,
-        "text_heads": 12,
-        "text_activation": "quick_gelu",
-        "pad_token_id": 49407,
-        "unet_heads": 8,  # SD 1.5: attention_head_dim 8 (diffusers' name; it is a number of heads)
-        "linear_projection": False,
-    },
-    "tiny-sd21": {
-        "real_model": "SD 2.1-base",
-        "tokenizer_kind": "sd2",
-        "context_width": 1024,
-        "text_heads": 16,
-        "text_activation": "gelu",
-        "pad_token_id": 0,
-        "unet_heads": (2, 4),  # SD 2.1-base: (5, 10, 20, 20), 64 channels per head
-        "linear_projection": True,
-    },
-}
 
 
 def tiny_text_encoder(spec):

@@ -55,7 +55,7 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from sdnotes.paths import find_assets_dir
+from sdnotes.paths import POCKET_DIR
 
 MERGES_FILE_IN_OPEN_CLIP = "bpe_simple_vocab_16e6.txt.gz"
 NUMBER_OF_MERGES = 49152 - 256 - 2  # 48,894, as in OpenAI's SimpleTokenizer
@@ -74,7 +74,7 @@ PAD_TOKEN_BY_KIND = {
 
 # The pocket model's tokenizer folder (written by the pocket export from the
 # files that `build_tokenizer_files` makes); the tokenizer is read from here.
-SHIPPED_TOKENIZER = find_assets_dir() / "pocket" / "tokenizer"
+SHIPPED_TOKENIZER = POCKET_DIR / "tokenizer"
 
 
 def default_cache_dir():

@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from sdnotes.schedule import SD_SCHEDULER_CONFIG
-from sdnotes.tokenizer import load_tokenizer
+from sdnotes import load_tokenizer
 
 CONTEXT_WIDTH = 16
 

@@ -15,22 +15,17 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
-from sdnotes import attention
+from sdnotes import attention, load_tokenizer
 from sdnotes.attention import (
     CONTEXT_LENGTH,
-    AttentionInjection,
     CrossAttentionProcessor,
-    CrossAttentionStore,
-    aggregate_maps,
     capture_cross_attention,
     cross_attention_layer_names,
     inject_cross_attention,
-    spatial_shape,
-    to_spatial,
-    token_indices,
 )
-from sdnotes.models import POCKET_DIR
-from sdnotes.tokenizer import load_tokenizer
+from sdnotes.attention_maps import aggregate_maps, spatial_shape, to_spatial, token_indices
+from sdnotes.attention_store import AttentionInjection, CrossAttentionStore
+from sdnotes.paths import POCKET_DIR
 
 from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
 

@@ -12,13 +12,17 @@ them after building the site (scripts/ci_site.sh):
    index loads with no page error and no request to another host, every image
    has loaded (naturalWidth > 0), every link between pages resolves (file and
    #anchor), and the maths is typeset by the bundled MathJax.
-2. JupyterLab, started from this environment on a free localhost port, opens
-   copies of the notebooks (the repository's are never written): notebook 00
-   runs with no error output, its widget panel is live (prompt box, seed box,
-   sliders, Generate button), a new prompt and seed + Generate change the
-   picture and the status shows the time; notebook 01's t slider redraws its
-   figure; every later notebook that uses ipywidgets runs with live widgets,
-   and its sliders and buttons change a picture.
+2. The live notebooks, in JupyterLab (ipywidgets 8, the default) or, with
+   SDNOTES_NOTEBOOK_FRONT_END=classic, in the classic Notebook 6.5 with
+   ipywidgets 7: Colab's own packages (scripts/test_versions.sh colab runs it
+   in .venv-colab; Colab's front end itself cannot be run here, so this is
+   the closest honest check). The server starts from this environment on a
+   free localhost port, on copies of the notebooks (the repository's are
+   never written): notebook 00 runs with no error output, its widget panel is
+   live (prompt box, seed box, sliders, Generate button), a new prompt and
+   seed + Generate change the picture and the status shows the time; notebook
+   01's t slider redraws its figure; every later notebook that uses ipywidgets
+   runs with live widgets, and its sliders and buttons change a picture.
 
 Set SDNOTES_SCREENSHOTS=DIR to keep a PNG of every page.
 """
@@ -35,14 +39,17 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
-import nbformat
 import pytest
+from notebook_kernel import kernel_environment  # scripts/ is on sys.path (conftest.py)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SITE_DIR = Path(os.environ.get("SDNOTES_SITE_DIR", REPO_ROOT / "build" / "site"))
 CHROMIUM = os.environ.get("SDNOTES_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = os.environ.get("SDNOTES_SCREENSHOTS")
+FRONT_END = os.environ.get("SDNOTES_NOTEBOOK_FRONT_END", "lab")
+if FRONT_END not in ("lab", "classic"):
+    raise ValueError(f"SDNOTES_NOTEBOOK_FRONT_END={FRONT_END!r}: use lab (JupyterLab) or classic (Notebook 6.5)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 NO_BROWSER = (
@@ -179,26 +186,25 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def jupyterlab():
-    """JupyterLab from this environment, on copies of the notebooks in a temporary folder."""
+def notebook_server():
+    """JupyterLab (or the classic Notebook) from this environment, on copies of the notebooks in a temporary folder."""
     work_dir = Path(tempfile.mkdtemp(prefix="sdnotes-lab-"))
-    for path in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"):
-        notebook = nbformat.read(path, as_version=4)
-        for cell in notebook.cells:  # as a learner gets them (in CI the test run left outputs in them)
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
-        notebook.metadata.pop("widgets", None)
-        nbformat.write(notebook, work_dir / path.name)
+    for path in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"):  # stored clean, as a learner gets them
+        shutil.copy(path, work_dir / path.name)
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", JUPYTER_RUNTIME_DIR=str(work_dir / ".runtime"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-               f"--ServerApp.root_dir={work_dir}", "--IdentityProvider.token=", "--ServerApp.password=",
-               "--LabApp.expose_app_in_browser=True", f"--LabApp.workspaces_dir={work_dir / '.workspaces'}",
-               "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    env = kernel_environment()
+    env["JUPYTER_RUNTIME_DIR"] = str(work_dir / ".runtime")
+    if FRONT_END == "classic":  # notebook 6.5's own server (Colab's notebook package)
+        command = [sys.executable, "-m", "notebook", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                   f"--NotebookApp.notebook_dir={work_dir}", "--NotebookApp.token=", "--NotebookApp.password="]
+    else:
+        command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                   f"--ServerApp.root_dir={work_dir}", "--IdentityProvider.token=", "--ServerApp.password=",
+                   "--LabApp.expose_app_in_browser=True", f"--LabApp.workspaces_dir={work_dir / '.workspaces'}",
+                   "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
-    log = open(work_dir / "jupyterlab.log", "w")
+    log = open(work_dir / "server.log", "w")
     server = subprocess.Popen(command, cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -209,7 +215,7 @@ def jupyterlab():
         except OSError:
             if server.poll() is not None or time.time() > deadline:
                 log.close()
-                pytest.fail(f"JupyterLab did not start: {(work_dir / 'jupyterlab.log').read_text()[-2000:]}")
+                pytest.fail(f"the {FRONT_END} notebook server did not start: {(work_dir / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
     yield url, work_dir
     server.terminate()
@@ -221,8 +227,9 @@ def jupyterlab():
     shutil.rmtree(work_dir, ignore_errors=True)
 
 
-CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab on show
-NOTEBOOK_STATE = """() => {
+# The notebook on show: JupyterLab's visible tab, or the classic Notebook's one page.
+CURRENT = "#notebook" if FRONT_END == "classic" else ".jp-NotebookPanel:not(.lm-mod-hidden)"
+LAB_NOTEBOOK_STATE = """() => {
   const panel = window.jupyterapp.shell.currentWidget;
   if (!panel || !panel.sessionContext || !panel.content) return null;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -236,6 +243,19 @@ NOTEBOOK_STATE = """() => {
   }
   return {kernel: kernel ? kernel.status : 'none', cells: cells};
 }"""
+CLASSIC_NOTEBOOK_STATE = """() => {
+  const notebook = window.Jupyter && window.Jupyter.notebook;
+  if (!notebook || !notebook.kernel) return null;
+  const cells = [];
+  for (const cell of notebook.get_cells()) {
+    if (cell.cell_type !== 'code') continue;
+    const prompt = cell.input_prompt_number;
+    cells.push({count: typeof prompt === 'number' ? prompt : null, running: prompt === '*',
+                errors: cell.output_area.outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue)});
+  }
+  return {kernel: notebook.kernel_busy ? 'busy' : 'idle', cells: cells};
+}"""
+NOTEBOOK_STATE = CLASSIC_NOTEBOOK_STATE if FRONT_END == "classic" else LAB_NOTEBOOK_STATE
 PICTURE = """(selector) => {
   const image = document.querySelector(selector);
   if (!image || !image.naturalWidth) return null;
@@ -247,7 +267,10 @@ PICTURE = """(selector) => {
 
 
 def run_all_cells(page):
-    """JupyterLab's "Run All Cells" (Run menu) on the notebook on show."""
+    """"Run All Cells" on the notebook on show (JupyterLab's Run menu; the classic Notebook's Cell menu)."""
+    if FRONT_END == "classic":
+        page.evaluate("() => window.Jupyter.notebook.execute_all_cells()")
+        return
     page.evaluate("""async () => {
       const app = window.jupyterapp;
       const panel = app.shell.currentWidget;
@@ -257,8 +280,23 @@ def run_all_cells(page):
     }""")
 
 
-def open_and_run_all(page, url, name, timeout_s=240):
-    """Open a notebook in JupyterLab, run all cells, wait until done; returns the run time."""
+def open_notebook(page, url, name):
+    """Open a notebook and wait until its kernel is ready."""
+    if FRONT_END == "classic":
+        # ... and until the widgets extension (widgetsnbextension 3.6, ipywidgets 7) has loaded the
+        # kernel's widgets. Its manager first asks the kernel's "jupyter.widget.control" channel, which
+        # a kernel that has not imported ipywidgets yet does not have, then falls back to asking model
+        # by model; a widget shown while that is still going on is never drawn (measured here: a
+        # fresh kernel that runs at once draws no widget at all; 5 s later it draws them all). A
+        # person opening a notebook reads before running it; the test waits for the fallback's
+        # warning in the console and then a few seconds, as long as that took here.
+        with page.expect_console_message(lambda message: "jupyter.widget.control" in message.text, timeout=60_000):
+            page.goto(f"{url}/notebooks/{name}", wait_until="domcontentloaded")
+        page.wait_for_function("() => window.Jupyter && window.Jupyter.notebook && window.Jupyter.notebook.kernel && "
+                               "window.Jupyter.notebook.kernel.is_connected() && !window.Jupyter.notebook.kernel_busy && "
+                               "window.Jupyter.notebook.kernel.widget_manager", timeout=120_000)
+        page.wait_for_timeout(5_000)
+        return
     # A workspace of its own, so no other notebook's tab (or widgets) is open in this page.
     page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?reset", wait_until="domcontentloaded")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
@@ -267,6 +305,11 @@ def open_and_run_all(page, url, name, timeout_s=240):
                            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel && "
                            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
                            timeout=120_000)
+
+
+def open_and_run_all(page, url, name, timeout_s=240):
+    """Open a notebook, run all cells, wait until done; returns the run time."""
+    open_notebook(page, url, name)
     page.bring_to_front()
     start = time.perf_counter()
     run_all_cells(page)
@@ -296,6 +339,16 @@ def widget(page, kind, label):
         has=page.locator("label.widget-label", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")))
 
 
+def count_when_drawn(locator, timeout_ms=30_000):
+    """How many elements match, once the first one is drawn (widget views are drawn after their
+    cell has finished, the classic Notebook's noticeably later); 0 if none is drawn in time."""
+    try:
+        locator.first.wait_for(state="attached", timeout=timeout_ms)
+    except Exception:  # playwright's TimeoutError: nothing drawn
+        return 0
+    return locator.count()
+
+
 def wait_for_new_picture(page, selector, before, what, timeout_s=90):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -315,15 +368,15 @@ def set_slider(page, slider, value):
     page.keyboard.press("Enter")
 
 
-def test_notebook_00_runs_and_its_generate_panel_is_live(browser_context, jupyterlab):
-    url, _ = jupyterlab
+def test_notebook_00_runs_and_its_generate_panel_is_live(browser_context, notebook_server):
+    url, _ = notebook_server
     page = browser_context.new_page()
     page_errors = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     run_s = open_and_run_all(page, url, "00_first_picture.ipynb")
     prompt_box = widget(page, "text", "prompt").locator("input")
     seed_box = widget(page, "text", "seed").locator("input")
-    assert prompt_box.count() == 1 and seed_box.count() == 1, "no live prompt/seed boxes (text fallback?)"
+    assert count_when_drawn(prompt_box) == 1 and count_when_drawn(seed_box) == 1, "no live prompt/seed boxes (text fallback?)"
     assert widget(page, "slider", "guidance").count() == 1 and widget(page, "slider", "steps").count() == 1
     generate = page.locator(f"{CURRENT} button.jupyter-button", has_text="Generate")
     assert generate.count() == 1, "no Generate button"
@@ -331,7 +384,7 @@ def test_notebook_00_runs_and_its_generate_panel_is_live(browser_context, jupyte
     generate.scroll_into_view_if_needed()
     before = page.evaluate(PICTURE, picture_selector)
     assert before, "the panel shows no picture"
-    screenshot(page, "lab_00_before")
+    screenshot(page, f"{FRONT_END}_00_before")
     prompt_box.fill("a red apple on a blue background")
     seed_box.fill("7")
     seed_box.press("Enter")
@@ -341,18 +394,18 @@ def test_notebook_00_runs_and_its_generate_panel_is_live(browser_context, jupyte
     status = page.locator(f"{CURRENT} .widget-hbox .widget-label", has_text=re.compile(r"seed 7: [\d.]+ s"))
     status.wait_for(timeout=30_000)
     generate_s = time.perf_counter() - start
-    screenshot(page, "lab_00_after")
+    screenshot(page, f"{FRONT_END}_00_after")
     print(f"00: run all {run_s:.1f} s; Generate redrew in {generate_s:.1f} s; status {status.inner_text()!r}")
     assert not page_errors, f"page errors in JupyterLab: {page_errors}"
     page.close()
 
 
-def test_notebook_01_t_slider_redraws(browser_context, jupyterlab):
-    url, _ = jupyterlab
+def test_notebook_01_t_slider_redraws(browser_context, notebook_server):
+    url, _ = notebook_server
     page = browser_context.new_page()
     run_s = open_and_run_all(page, url, "01_forward_noising.ipynb")
     slider = widget(page, "slider", "t")
-    assert slider.count() == 1, "no live t slider (text fallback?)"
+    assert count_when_drawn(slider) == 1, "no live t slider (text fallback?)"
     picture_selector = f"{CURRENT} .widget-vbox img.widget-image"
     slider.scroll_into_view_if_needed()
     before = page.evaluate(PICTURE, picture_selector)
@@ -361,7 +414,7 @@ def test_notebook_01_t_slider_redraws(browser_context, jupyterlab):
     set_slider(page, slider, 800)
     wait_for_new_picture(page, picture_selector, before, "01 t slider")
     print(f"01: run all {run_s:.1f} s; the t slider redrew in {time.perf_counter() - start:.1f} s")
-    screenshot(page, "lab_01_slider")
+    screenshot(page, f"{FRONT_END}_01_slider")
     page.close()
 
 
@@ -378,12 +431,13 @@ LATER_WIDGET_NOTEBOOKS = later_widget_notebooks() or [
 
 
 @pytest.mark.parametrize("name", LATER_WIDGET_NOTEBOOKS)
-def test_later_notebook_widgets_are_live(browser_context, jupyterlab, name):
-    url, _ = jupyterlab
+def test_later_notebook_widgets_are_live(browser_context, notebook_server, name):
+    url, _ = notebook_server
     page = browser_context.new_page()
     run_s = open_and_run_all(page, url, name)
-    views = page.locator(f"{CURRENT} .jp-OutputArea-output .jupyter-widgets")
-    assert views.count() > 0, f"{name} uses ipywidgets but shows no live widget (text fallback?)"
+    output = ".output_subarea" if FRONT_END == "classic" else ".jp-OutputArea-output"
+    views = page.locator(f"{CURRENT} {output} .jupyter-widgets")
+    assert count_when_drawn(views) > 0, f"{name} uses ipywidgets but shows no live widget (text fallback?)"
     pictures = page.locator(f"{CURRENT} img.widget-image")
     checked = "nothing (no picture widget)"
     if pictures.count():
@@ -399,10 +453,11 @@ def test_later_notebook_widgets_are_live(browser_context, jupyterlab, name):
         elif sliders:  # a slider like notebook 01's: moving it redraws
             sliders[0].scroll_into_view_if_needed()
             before = page.evaluate(PICTURE, selector)
-            maximum = sliders[0].locator(".noUi-handle").first.get_attribute("aria-valuemax") or "1"
+            handles = sliders[0].locator(".noUi-handle")  # ipywidgets 8's slider; 7's has no such handle
+            maximum = (handles.first.get_attribute("aria-valuemax") if handles.count() else None) or "1"
             set_slider(page, sliders[0], maximum)
             wait_for_new_picture(page, selector, before, f"{name} slider")
             checked = "its first slider"
     print(f"{name}: run all {run_s:.1f} s; widgets live; changed a picture with {checked}")
-    screenshot(page, f"lab_{name[:2]}")
+    screenshot(page, f"{FRONT_END}_{name[:2]}")
     page.close()

@@ -11,7 +11,6 @@ Each test names the source of a number and checks the places that repeat it:
 - SD 2.x's text encoder: 23 layers of OpenCLIP ViT-H/14's 24, 340 M
   parameters (notebooks 04 and 13).
 - The pocket model's training time, from its training log.
-- "guidance 0" for SDXL Turbo is described as no guidance.
 - benchmarks/seed_study.md quotes notebook 09's current study settings.
 - The glossary's links resolve.
 
@@ -30,7 +29,7 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel
 
 from sdnotes.exercises import nb00, nb07
-from sdnotes.models import MODELS
+from sdnotes import MODELS
 from sdnotes.schedule import SD_SCHEDULER_CONFIG
 from sdnotes.tiny import SD15_TEXT_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG
 
@@ -113,7 +112,8 @@ def test_pocket_registry_line_says_no_download():
     describe = namespace["download_and_memory"]
     assert describe(MODELS["pocket"]) == "no download, runs on a CPU"
     sd15_line = describe(MODELS["sd15"])
-    assert "5.5 GB" in sd15_line and "2.7 GB" in sd15_line and "0 GB" not in sd15_line
+    full, fp16 = MODELS["sd15"].download_gb, MODELS["sd15"].download_gb / 2
+    assert f"{full:.1f} GB" in sd15_line and f"{fp16:.1f} GB" in sd15_line, sd15_line
 
 
 def pndm_calls(num_steps):
@@ -130,10 +130,6 @@ def test_one_counting_convention_for_unet_calls():
         nb00.check_unet_calls(2 * pndm_calls(30))
     with pytest.raises(AssertionError, match="noise predictions"):
         nb07.check_pndm_unet_calls(2 * pndm_calls(20))
-    notebook_00 = notebook_text(NOTEBOOKS / "00_first_picture.ipynb")
-    assert "### Counting U-Net calls" in notebook_00
-    for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
-        assert "U-Net evaluations" not in notebook_text(path), f"{path.name}: count U-Net calls (notebook 00)"
 
 
 def test_sd2_text_encoder_counted_from_its_config():
@@ -164,26 +160,6 @@ def test_pocket_training_time_from_its_log():
     assert f"{round(stage_seconds)} s" in card
     assert f"about {minutes} minutes" in card
     assert f"about {minutes} minutes on one H100" in readme
-    for text in (card, readme):
-        assert "13 minutes" not in text
-
-
-def test_guidance_zero_is_described_as_no_guidance():
-    sources = {"README.md": (ROOT / "README.md").read_text()}
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        sources[path.name] = notebook_text(path)
-    for name, text in sources.items():
-        for paragraph in paragraphs(text):
-            explained = re.search(r"no guidance|without guidance|no CFG|one pass|conditional prediction", paragraph)
-            if re.search(r"guidance 0(?![.\d])", paragraph) and not explained:
-                raise AssertionError(f"{name}: say what guidance_scale=0 does (no guidance): {paragraph!r}")
-
-
-def test_memory_measures_are_not_what_makes_sd15_fit_a_t4():
-    readme = (ROOT / "README.md").read_text()
-    benchmarks = (ROOT / "benchmarks" / "README.md").read_text()
-    assert "fits a 16 GB" not in readme
-    assert "2.9 GB" in readme and "2.9 GB" in benchmarks
 
 
 def test_seed_study_quotes_notebook_09s_settings():
@@ -195,7 +171,6 @@ def test_seed_study_quotes_notebook_09s_settings():
     settings = f"{values['STUDY_SEEDS']} seeds, {values['PROMPTS_PER_SET']} prompts per set"
     study = " ".join((ROOT / "benchmarks" / "seed_study.md").read_text().split())
     assert f"{settings} and {values['STUDY_STEPS']} steps" in study
-    assert "(notebook 09's default)" not in study
 
 
 def test_glossary_links_resolve():

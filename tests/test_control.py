@@ -10,7 +10,6 @@ known.
 """
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -19,12 +18,11 @@ from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetP
 from PIL import Image
 
 from sdnotes import controlnet as controlnet_module
+from sdnotes import hub
+from sdnotes.paths import POCKET_CONTROLNET_DIR, POCKET_DIR
 from sdnotes.pocket import control
 from sdnotes.pocket.control import train as control_train
 from sdnotes.pocket.control.evaluate import held_out_scenes, load_control_pipeline
-from sdnotes.pocket.export import DEFAULT_PIPELINE_DIR
-
-CONTROLNET_DIR = control.CONTROLNET_DIR
 
 
 def weights_dtypes(folder):
@@ -47,8 +45,20 @@ def test_control_picture_format():
         control.draw_control([(50, 10, 40, 50)])
 
 
+@pytest.mark.parametrize("boxes, message", [
+    (["abc"], "four numbers"),  # a string is not a box (it used to end in "type str doesn't define __round__")
+    ([(10, 20, 30)], "four numbers"),
+    ([(10, "20", 30, 40)], "'20' is a str"),
+    ("abc", "list of boxes"),
+    ([(0, 0, 10, 10), (20, 0, 30, 10), (40, 0, 50, 10)], "trained on one or two boxes, got 3"),
+])
+def test_draw_control_names_what_is_wrong_with_its_boxes(boxes, message):
+    with pytest.raises(ValueError, match=message):
+        control.draw_control(boxes)
+
+
 def test_shipped_control_json_is_the_format():
-    assert json.loads((CONTROLNET_DIR / "control.json").read_text()) == json.loads(json.dumps(control.CONTROL_FORMAT))
+    assert json.loads((POCKET_CONTROLNET_DIR / "control.json").read_text()) == json.loads(json.dumps(control.CONTROL_FORMAT))
 
 
 def test_box_scenes_are_reproducible_and_their_boxes_are_where_the_objects_are():
@@ -79,6 +89,10 @@ def test_box_iou():
     assert control.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
     assert control.box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0
     assert control.box_iou((0, 0, 10, 10), None) == 0
+    assert control.box_iou((5, 5, 5, 5), (5, 5, 5, 5)) == 0  # two empty boxes: nothing to measure (it divided by 0)
+    assert control.box_iou((5, 5, 5, 5), (0, 0, 10, 10)) == 0
+    with pytest.raises(ValueError, match="x1 < x0"):
+        control.box_iou((10, 0, 0, 10), (0, 0, 10, 10))
     assert control.foreground_box(Image.new("RGB", (128, 128), (170, 205, 245))) is None
 
 
@@ -89,12 +103,12 @@ def test_held_out_scenes_are_not_training_scenes():
 
 
 def test_shipped_controlnet_loads_offline_in_float16_with_the_pocket_unet_shape():
-    controlnet = ControlNetModel.from_pretrained(CONTROLNET_DIR, local_files_only=True)
-    assert weights_dtypes(CONTROLNET_DIR) == {torch.float16}
-    unet_config = json.loads((DEFAULT_PIPELINE_DIR / "unet" / "config.json").read_text())
+    controlnet = ControlNetModel.from_pretrained(POCKET_CONTROLNET_DIR, local_files_only=True)
+    assert weights_dtypes(POCKET_CONTROLNET_DIR) == {torch.float16}
+    unet_config = json.loads((POCKET_DIR / "unet" / "config.json").read_text())
     assert list(controlnet.config.block_out_channels) == unet_config["block_out_channels"]
     assert controlnet.config.cross_attention_dim == unet_config["cross_attention_dim"]
-    sizes = {path.name: path.stat().st_size for path in CONTROLNET_DIR.iterdir()}
+    sizes = {path.name: path.stat().st_size for path in POCKET_CONTROLNET_DIR.iterdir()}
     assert sizes["diffusion_pytorch_model.safetensors"] < 8e6
     assert {"README.md", "evaluation.json", "samples.png", "training_log.json", "examples.json", "examples.png"} <= set(sizes)
 
@@ -119,9 +133,8 @@ def test_shipped_controlnet_puts_the_object_in_the_box(control_pipe):
 
 
 def test_model_card_quotes_the_evaluation():
-    evaluation = json.loads((CONTROLNET_DIR / "evaluation.json").read_text())
-    card = (CONTROLNET_DIR / "README.md").read_text()
-    assert "python -m sdnotes.pocket.control.evaluate" in card
+    evaluation = json.loads((POCKET_CONTROLNET_DIR / "evaluation.json").read_text())
+    card = (POCKET_CONTROLNET_DIR / "README.md").read_text()
     for result in evaluation["results"]:
         if result["scale"] in (0.0, 1.0):
             assert f"{result['one_box_median_iou']:.2f}" in card, result
@@ -152,7 +165,7 @@ def test_training_refuses_a_missing_pocket_model(tmp_path):
 def test_fresh_controlnet_changes_nothing():
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel.from_pretrained(DEFAULT_PIPELINE_DIR / "unet").eval()
+    unet = UNet2DConditionModel.from_pretrained(POCKET_DIR / "unet").eval()
     fresh = control_train.make_controlnet(unet)
     latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     context = torch.randn(2, 77, 64, generator=torch.Generator().manual_seed(1))
@@ -176,13 +189,19 @@ def test_load_controlnet_for_each_model():
         controlnet_module.load_controlnet("sdxl-turbo", pipe)
 
 
-def test_hub_controlnet_fails_fast_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(controlnet_module, "hub_unreachable_reason", lambda repo_id: "no network (test)")
-    start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="MODEL = \"pocket\""):
-        controlnet_module.load_hub_controlnet(controlnet_module.SD15_CONTROLNETS["scribble"], torch.float32,
-                                              cache_dir=tmp_path)
-    assert time.perf_counter() - start < 10
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_hub_controlnet_without_network_says_what_to_do(monkeypatch, tmp_path, dtype):
+    monkeypatch.setattr(hub, "hub_unreachable_reason", lambda repo_id: "no network (test)")
+    repo_id = controlnet_module.SD15_CONTROLNETS["scribble"]
+    with pytest.raises(RuntimeError) as error_info:
+        controlnet_module.load_hub_controlnet(repo_id, dtype, cache_dir=tmp_path, verbose=False)
+    message = str(error_info.value)
+    assert "not in the local cache" in message and "no network (test)" in message
+    assert 'MODEL = "pocket"' in message and f"hf download {repo_id}" in message
+    if dtype == torch.float16:  # the fp16 files were looked for first, then the full-precision ones
+        assert message.index("(variant fp16)") < message.index("(variant None)")
+    else:
+        assert "(variant fp16)" not in message
 
 
 def test_pocket_controlnet_missing_says_what_to_do(tmp_path):

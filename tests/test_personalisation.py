@@ -19,10 +19,10 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
 
+from sdnotes.paths import POCKET_CONCEPT_DIR, POCKET_DIR
 from sdnotes.pocket import concept
 from sdnotes.pocket.judge import PocketJudge
 
-POCKET_DIR = concept.REPO_ROOT / "assets" / "pocket"
 NUM_STEPS = 12
 NUM_PICTURES = 4
 MIN_GAIN = 0.1  # concept similarity above the untrained model's, at least
@@ -35,7 +35,7 @@ def judge():
 
 @pytest.fixture(scope="module")
 def references():
-    return concept.load_references(concept.CONCEPT_DIR)[1]
+    return concept.load_references(POCKET_CONCEPT_DIR)[1]
 
 
 def fresh_pocket():
@@ -57,7 +57,7 @@ def untrained_similarity(judge, references):
 
 def test_shipped_embedding_loads_and_changes_the_pictures():
     pipe = fresh_pocket()
-    path = concept.CONCEPT_DIR / "learned_embeds.safetensors"
+    path = POCKET_CONCEPT_DIR / "learned_embeds.safetensors"
     pipe.load_textual_inversion(str(path))
     shipped = load_file(str(path))
     assert list(shipped) == [concept.PLACEHOLDER]
@@ -73,9 +73,9 @@ def test_shipped_embedding_loads_and_changes_the_pictures():
 
 def test_shipped_control_embedding_draws_the_known_object(judge):
     """The model card's control: textual inversion on a known object (the penguin) reaches it."""
-    names, references = concept.load_references(concept.CONCEPT_DIR)
+    names, references = concept.load_references(POCKET_CONCEPT_DIR)
     penguin = names.index(concept.CONTROL_OBJECT)
-    path = concept.CONCEPT_DIR / "control_learned_embeds.safetensors"
+    path = POCKET_CONCEPT_DIR / "control_learned_embeds.safetensors"
     assert list(load_file(str(path))) == [concept.CONTROL_PLACEHOLDER]
     pipe = fresh_pocket()
     start = concept.concept_scores(judge, draw(pipe, f"a {concept.INITIALIZER_WORD}").images, references, row=penguin)
@@ -83,7 +83,7 @@ def test_shipped_control_embedding_draws_the_known_object(judge):
     trained = concept.concept_scores(judge, draw(pipe, f"a {concept.CONTROL_PLACEHOLDER}").images, references,
                                      row=penguin)
     assert trained[0] > start[0] + MIN_GAIN and trained[1] >= 0.75, (trained, start)
-    control = json.loads((concept.CONCEPT_DIR / "evaluation.json").read_text())["control"]
+    control = json.loads((POCKET_CONCEPT_DIR / "evaluation.json").read_text())["control"]
     assert control["steps"] == 250 and control["initializer"] == concept.INITIALIZER_WORD
 
 
@@ -99,7 +99,7 @@ def test_shipped_lora_loads_and_changes_the_pictures(judge, references, untraine
                                                      draws_the_concept):
     pipe = fresh_pocket()
     base = draw(pipe, prompt, output_type="pt").images
-    pipe.load_lora_weights(str(concept.CONCEPT_DIR), weight_name=weight_name)
+    pipe.load_lora_weights(str(POCKET_CONCEPT_DIR), weight_name=weight_name)
     assert pipe.get_list_adapters() == {"unet": ["default_0"]}
     at_scale_zero = draw(pipe, prompt, output_type="pt", cross_attention_kwargs={"scale": 0.0}).images
     assert torch.allclose(at_scale_zero, base, atol=1e-4), "LoRA scale 0 must give the untrained model back"
@@ -110,21 +110,20 @@ def test_shipped_lora_loads_and_changes_the_pictures(judge, references, untraine
         assert similarity > untrained_similarity + MIN_GAIN, (similarity, untrained_similarity)
 
 
-def test_shipped_files_are_small_and_the_card_is_there():
-    total = sum(path.stat().st_size for path in concept.CONCEPT_DIR.iterdir())
+def test_shipped_files_are_small_and_the_card_quotes_the_evaluation():
+    total = sum(path.stat().st_size for path in POCKET_CONCEPT_DIR.iterdir())
     assert total < 1_000_000, f"assets/pocket-concept holds {total:,} bytes"
-    for path in concept.CONCEPT_DIR.glob("*lora*.safetensors"):
+    for path in POCKET_CONCEPT_DIR.glob("*lora*.safetensors"):
         assert {tensor.dtype for tensor in load_file(str(path)).values()} == {torch.float16}
-    card = (concept.CONCEPT_DIR / "README.md").read_text()
-    assert "CC BY-SA 4.0" in card and "python -m sdnotes.pocket.concept" in card
-    evaluation = json.loads((concept.CONCEPT_DIR / "evaluation.json").read_text())
-    methods = [row["method"] for row in evaluation["rows"]]
-    assert methods[0] == "untrained" and len(methods) == 5
+    card = (POCKET_CONCEPT_DIR / "README.md").read_text()
+    evaluation = json.loads((POCKET_CONCEPT_DIR / "evaluation.json").read_text())
+    for row in evaluation["rows"]:  # one table row per method, with its measured concept similarity
+        assert f"| {row['method']} |" in card and f"{row['concept_similarity']:.3f}" in card, row["method"]
 
 
 def test_training_pictures_are_reproducible(tmp_path):
     concept.render_training_set(tmp_path)
-    shipped, captions = concept.load_training_set(concept.CONCEPT_DIR)
+    shipped, captions = concept.load_training_set(POCKET_CONCEPT_DIR)
     rendered, rendered_captions = concept.load_training_set(tmp_path)
     assert captions == rendered_captions and len(shipped) == len(concept.TRAINING_SCENES)
     for picture, again in zip(shipped, rendered):
@@ -140,7 +139,7 @@ def test_reference_embeddings_are_reproducible(judge, references):
 
 def test_textual_inversion_changes_only_the_new_row():
     pipe = fresh_pocket()
-    pictures, captions = concept.load_training_set(concept.CONCEPT_DIR)
+    pictures, captions = concept.load_training_set(POCKET_CONCEPT_DIR)
     latents = concept.encode_pictures(pipe, pictures[:2])  # (2, 4, 16, 16)
     assert latents.shape == (2, 4, 16, 16)
     table_before = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
@@ -155,7 +154,7 @@ def test_textual_inversion_changes_only_the_new_row():
 
 def test_lora_training_saves_what_load_lora_weights_reads(tmp_path):
     pipe = fresh_pocket()
-    pictures, captions = concept.load_training_set(concept.CONCEPT_DIR)
+    pictures, captions = concept.load_training_set(POCKET_CONCEPT_DIR)
     latents = concept.encode_pictures(pipe, pictures[:2])
     ids = concept.token_ids(pipe, [caption.format(concept.CONCEPT_WORD) for caption in captions[:2]])
     losses = concept.train_lora(pipe, latents, ids, steps=2, lr=1e-2)

@@ -1,16 +1,15 @@
 """The pocket model: its data, the shipped folder, determinism, the judge, a training smoke run."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 import torch
 
+from sdnotes.paths import POCKET_DIR, POCKET_JUDGE_DIR
 from sdnotes.pocket import architecture, data
-from sdnotes.pocket.export import DEFAULT_JUDGE_DIR, DEFAULT_PIPELINE_DIR
 
-POCKET = DEFAULT_PIPELINE_DIR
+POCKET = POCKET_DIR
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +119,8 @@ def test_judge_recognises_real_scenes(judge):
 
 
 def test_judge_folder_is_shipped():
-    assert (DEFAULT_JUDGE_DIR / "config.json").exists()
-    assert (DEFAULT_JUDGE_DIR / "text_projection.safetensors").exists()
+    assert (POCKET_JUDGE_DIR / "config.json").exists()
+    assert (POCKET_JUDGE_DIR / "text_projection.safetensors").exists()
 
 
 def test_training_smoke_run_writes_a_loadable_pipeline(tmp_path):
@@ -166,14 +165,14 @@ def test_training_resumes_from_a_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", interrupted_at_the_fourth_step)
     with pytest.raises(KeyboardInterrupt):
-        train.stage_vae(train.Run(out, "smoke", torch.device("cpu")))
-    assert train.Run(out, "smoke", torch.device("cpu")).load_checkpoint("vae")["step"] == 2
+        train.stage_vae(train.Run(out, train.PRESETS["smoke"], torch.device("cpu")))
+    assert train.Run(out, train.PRESETS["smoke"], torch.device("cpu")).load_checkpoint("vae")["step"] == 2
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", original_clip)
-    train.stage_vae(train.Run(out, "smoke", torch.device("cpu")))
+    train.stage_vae(train.Run(out, train.PRESETS["smoke"], torch.device("cpu")))
     records = json.loads((out / "logs" / "vae.json").read_text())
     assert [step for step, _ in records] == [0]  # logged every 10 steps: step 0 came from the checkpoint
     assert (out / "vae").exists()
-    assert not train.Run(out, "smoke", torch.device("cpu")).checkpoint_path("vae").exists()
+    assert not train.Run(out, train.PRESETS["smoke"], torch.device("cpu")).checkpoint_path("vae").exists()
 
 
 def test_minutes_budget_counts_the_steps_actually_run(tmp_path):
@@ -181,7 +180,7 @@ def test_minutes_budget_counts_the_steps_actually_run(tmp_path):
     # what the log must report (not fewer), and training stops there.
     from sdnotes.pocket import train
 
-    run = train.Run(tmp_path, "smoke", torch.device("cpu"))
+    run = train.Run(tmp_path, train.PRESETS["smoke"], torch.device("cpu"))
     run.minutes["vae"] = 1e-6
     model = torch.nn.Linear(2, 1)
     calls = []
@@ -190,20 +189,23 @@ def test_minutes_budget_counts_the_steps_actually_run(tmp_path):
         calls.append(1)
         return model(torch.ones(1, 2)).pow(2).mean()
 
-    train.train_loop(run, "vae", model, loss_fn, steps=500, lr=1e-3)
+    train.train_loop(run, "vae", model, loss_fn, steps=500, lr=1e-3, seed=0)
     assert len(calls) == 120
     assert run.steps_done["vae"] == 120
 
 
-def test_keep_checkpoints_keeps_a_copy_of_each(tmp_path):
+def test_keep_every_checkpoint_keeps_a_copy_of_each(tmp_path):
     # The ControlNet's training keeps every checkpoint, for IoU against training steps.
     from sdnotes.pocket import train
 
-    run = train.Run(tmp_path, {"smoke": True}, torch.device("cpu"))
-    run.keep_checkpoints = True
+    run = train.Run(tmp_path, {"steps": 3}, torch.device("cpu"))
     model = torch.nn.Linear(2, 1)
     steps = 2 * train.CHECKPOINT_EVERY + 1
-    train.train_loop(run, "controlnet", model, lambda generator: model(torch.ones(1, 2)).pow(2).mean(), steps=steps, lr=1e-3)
+
+    def loss_fn(generator):
+        return model(torch.ones(1, 2)).pow(2).mean()
+
+    train.train_loop(run, "controlnet", model, loss_fn, steps=steps, lr=1e-3, seed=0, keep_every_checkpoint=True)
     kept = {path.name for path in (tmp_path / "checkpoints").glob("controlnet_step*.pt")}
     assert kept == {f"controlnet_step{train.CHECKPOINT_EVERY}.pt", f"controlnet_step{2 * train.CHECKPOINT_EVERY}.pt"}
     first = tmp_path / "checkpoints" / f"controlnet_step{train.CHECKPOINT_EVERY}.pt"

@@ -1,4 +1,4 @@
-"""Tests for sdnotes/show.py: generators, grids, and PNGs that record how they were made."""
+"""Tests for sdnotes/show.py: generators, figures, and PNGs that record how they were made."""
 
 import matplotlib
 
@@ -11,14 +11,8 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sdnotes.show import (  # noqa: E402
-    image_grid,
-    make_generator,
-    read_image_metadata,
-    save_image,
-    show_images,
-    to_pil_images,
-)
+from sdnotes import make_generator, read_image_metadata, save_image, show_images  # noqa: E402
+from sdnotes.show import to_pil_images  # noqa: E402
 
 
 def solid_image(red, green, blue, size=(8, 6)):
@@ -110,16 +104,6 @@ def test_to_pil_images_converts_arrays_and_tensors():
     gray = to_pil_images(torch.zeros(1, 4, 5))[0]
     assert gray.mode == "L"
     assert gray.size == (5, 4)
-
-
-def test_image_grid_shape():
-    images = [solid_image(10 * index, 0, 0) for index in range(6)]
-    grid = image_grid(images, rows=2, cols=3)
-    assert grid.size == (3 * 8, 2 * 6)
-    assert grid.getpixel((8 * 2, 0)) == (20, 0, 0)  # third image, first row
-    assert grid.getpixel((0, 6)) == (30, 0, 0)  # fourth image, second row
-    with pytest.raises(ValueError, match="exactly 6 images"):
-        image_grid(images[:5], rows=2, cols=3)
 
 
 def test_save_and_read_metadata_round_trip(tmp_path):

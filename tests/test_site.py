@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import build_site  # noqa: E402
 import colab_links  # noqa: E402
+import course_map  # noqa: E402
 import teacher_page  # noqa: E402
 import worked_answers  # noqa: E402
 
@@ -78,7 +79,7 @@ def test_teacher_page_is_up_to_date():
 
 
 def test_teacher_page_reads_run_times_from_the_readme_course_map():
-    rows = teacher_page.course_map()
+    rows = course_map.read_course_map()
     assert rows, "no course map table in the README"
     page = teacher_page.TEACHER_PAGE.read_text(encoding="utf-8")
     for name, row in rows.items():

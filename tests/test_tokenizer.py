@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from sdnotes import tokenizer as tokenizer_module
-from sdnotes.tokenizer import load_tokenizer
+from sdnotes import load_tokenizer
 
 START_ID = 49406
 END_ID = 49407

@@ -36,7 +36,8 @@ def check_random_numbers(answer):
     passed(exercise, f"{expected:,} numbers; with eta = 0 it would be only {SD15_LATENT_NUMBERS:,}.")
 
 
-def _reference_spearman(a, b):
+def spearman(a, b):
+    """Spearman's rank correlation of two 1-D sequences (no ties)."""
     a = torch.as_tensor(a, dtype=torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64)
     rank_a = torch.empty_like(a)
@@ -80,7 +81,7 @@ def check_spearman(my_spearman):
         if is_unanswered(mine):
             return not_answered(exercise)
         mine = as_number(exercise, mine)
-        expected = _reference_spearman(a, b)
+        expected = spearman(a, b)
         # the no-ties formula, as a second opinion on the reference
         rank_a = torch.empty(len(a))
         rank_a[a.argsort()] = torch.arange(len(a), dtype=torch.float32)
@@ -169,6 +170,6 @@ def check_farthest_points(my_farthest_points):
 # For every check: a right and a wrong answer (used by tests/test_exercises.py).
 REFERENCE_SOLUTIONS = {
     "check_random_numbers": {"right": SD15_LATENT_NUMBERS * (1 + DDIM_STEPS), "wrong": SD15_LATENT_NUMBERS},
-    "check_spearman": {"right": _reference_spearman, "wrong": _pearson},
+    "check_spearman": {"right": spearman, "wrong": _pearson},
     "check_farthest_points": {"right": _reference_farthest_points, "wrong": _farthest_from_last_only},
 }

@@ -6,7 +6,7 @@ the pocket model runs unchanged on SD 1.5:
     text encoder  transformers.CLIPTextModel     (SD 1.5: 123M params, width 768)
     VAE           diffusers.AutoencoderKL        (SD 1.5: 84M params, 4 latent channels, 8x)
     U-Net         diffusers.UNet2DConditionModel (SD 1.5: 860M params)
-    scheduler     SD's settings: 1000 steps, scaled_linear betas 0.00085 -> 0.012
+    scheduler     SD's own schedule and scheduler settings (sdnotes/schedule.py)
 
 The text encoder is trained the way CLIP was (Radford et al. 2021), together
 with a small image tower; that image tower becomes the pocket judge.
@@ -14,21 +14,13 @@ Sizes were chosen so that 4 images x 25 steps with guidance take about 2-3 s on
 2 CPU cores (see the model card).
 """
 
-from diffusers import AutoencoderKL, DDPMScheduler, PNDMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
 from sdnotes.pocket.data import IMAGE_SIZE
 
 TEXT_WIDTH = 64  # SD 1.x: 768, SD 2.x: 1024
 JUDGE_IMAGE_SIZE = 64  # the judge looks at images downsized to 64x64
-
-# Stable Diffusion's training schedule (the same numbers as SD 1.x and 2.x).
-SD_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-}
 
 
 def text_config():
@@ -98,25 +90,3 @@ def make_unet():
         attention_head_dim=8,
         norm_num_groups=32,
     )
-
-
-def make_training_scheduler():
-    return DDPMScheduler(**SD_SCHEDULE, prediction_type="epsilon", clip_sample=False)
-
-
-def make_pipeline_scheduler():
-    """The scheduler SD 1.5 ships in its pipeline folder: PNDM with SD's schedule.
-
-    Like SD 1.5's scheduler_config.json it records clip_sample=False, so that
-    a DDIMScheduler.from_config(...) made from it does not clamp the predicted
-    clean latents to [-1, 1] (DDIM's default); latents are not images and go
-    past 1.
-    """
-    scheduler = PNDMScheduler(
-        **SD_SCHEDULE,
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    scheduler.register_to_config(clip_sample=False)
-    return scheduler

@@ -14,6 +14,11 @@ only the shipped weights.
 
 Everything is deterministic given a seed: `make_scene(seed)` always returns
 the same picture and caption.
+
+Placing an emoji and naming its side are written once, here, for every
+picture the package and the benchmarks draw: `sprite_size`, `sprite_box`,
+`place_sprite` and `paste_sprite` (sprite placement), `side_of` (the
+captions' left / center / right rule, which the judge's `object_side` uses too).
 """
 
 import importlib.util
@@ -116,13 +121,46 @@ def _uniform(rng, low_high):
     return rng.uniform(low_high[0], low_high[1])
 
 
-def _side_of(centre_x, image_size):
-    fraction = centre_x / image_size
+def side_of(centre_x, image_width):
+    """'left', 'center' or 'right': where a horizontal position lies (left of 40 % of the width, right of 60 %)."""
+    fraction = centre_x / image_width
     if fraction < 0.4:
         return "left"
     if fraction > 0.6:
         return "right"
     return "center"
+
+
+def sprite_size(emoji, longest_side, min_side=1):
+    """(width, height) of `emoji` scaled, with its own aspect, so that its longest side is `longest_side` pixels."""
+    scale = longest_side / max(emoji.size)
+    width = max(min_side, round(emoji.width * scale))
+    height = max(min_side, round(emoji.height * scale))
+    return width, height
+
+
+def sprite_box(centre_x, y0, size, image_size):
+    """The box (x0, y0, x1, y1) of a sprite of `size` (width, height) centred at `centre_x`, moved
+    sideways as far as needed to stay inside the picture; its top at `y0`."""
+    width, height = size
+    x0 = int(round(min(max(centre_x - width / 2, 0), image_size - width)))
+    return (x0, y0, x0 + width, y0 + height)
+
+
+def place_sprite(rng, emoji, longest_side, centre_x, image_size, min_side=1):
+    """The box of `emoji` at `longest_side` pixels, centred at `centre_x`, at a height drawn from `rng`.
+
+    rng: a random.Random or a numpy Generator (anything with uniform(low, high)).
+    """
+    width, height = sprite_size(emoji, longest_side, min_side)
+    centre_y = rng.uniform(height / 2, image_size - height / 2)
+    return sprite_box(centre_x, int(round(centre_y - height / 2)), (width, height), image_size)
+
+
+def paste_sprite(image, emoji, box):
+    """Paste `emoji` (RGBA) into `image`, resized to fill `box` (x0, y0, x1, y1); its transparency is kept."""
+    resized = emoji.resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS)
+    image.paste(resized, (box[0], box[1]), resized)
 
 
 def _place(rng, name, size_word, side_word, image_size):
@@ -134,15 +172,7 @@ def _place(rng, name, size_word, side_word, image_size):
     else:
         centre_x_fraction = _uniform(rng, POSITIONS[side_word])
     longest_side = _uniform(rng, SIZES[size_word]) * image_size
-    emoji = sprite(name)
-    scale = longest_side / max(emoji.size)
-    width = max(1, round(emoji.width * scale))
-    height = max(1, round(emoji.height * scale))
-    centre_x = centre_x_fraction * image_size
-    centre_y = rng.uniform(height / 2, image_size - height / 2)
-    x0 = int(round(min(max(centre_x - width / 2, 0), image_size - width)))
-    y0 = int(round(centre_y - height / 2))
-    return (x0, y0, x0 + width, y0 + height)
+    return place_sprite(rng, sprite(name), longest_side, centre_x_fraction * image_size, image_size)
 
 
 def make_scene(seed, image_size=IMAGE_SIZE):
@@ -176,12 +206,9 @@ def make_scene(seed, image_size=IMAGE_SIZE):
     image = Image.new("RGB", (image_size, image_size), BACKGROUNDS[background])
     objects = []
     for name, box in placements:
-        width = box[2] - box[0]
-        height = box[3] - box[1]
-        resized = sprite(name).resize((width, height), Image.LANCZOS)
-        image.paste(resized, (box[0], box[1]), resized)
+        paste_sprite(image, sprite(name), box)
         centre_x = (box[0] + box[2]) / 2
-        objects.append(SceneObject(name=name, box=box, side=_side_of(centre_x, image_size)))
+        objects.append(SceneObject(name=name, box=box, side=side_of(centre_x, image_size)))
     return Scene(image=image, caption=caption, background=background, objects=objects)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sdnotes.paths import POCKET_DIR
 from sdnotes.pocket import data
-from sdnotes.pocket.export import DEFAULT_PIPELINE_DIR
 from sdnotes.pocket.judge import PocketJudge, object_side
 
 EVALUATION_SEED = 20_000_000  # held out: training used scene seeds 0..149,999
@@ -121,7 +121,7 @@ def draw_samples(pipe, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", default=str(DEFAULT_PIPELINE_DIR))
+    parser.add_argument("--folder", default=str(POCKET_DIR))
     parser.add_argument("--seeds", type=int, default=8, help="held-out seeds per prompt (default 8)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the bar is set for 2 cores)")
     parser.add_argument("--device", default="cpu", help="where to generate (quality numbers); speed is always measured on the CPU")

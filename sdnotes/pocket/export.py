@@ -17,13 +17,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
-from sdnotes.paths import find_assets_dir
+from sdnotes.paths import POCKET_DIR, POCKET_JUDGE_DIR
 from sdnotes.pocket import architecture, data
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-ASSETS_DIR = find_assets_dir()  # the clone's assets/, installed editable or not (sdnotes/paths.py)
-DEFAULT_PIPELINE_DIR = ASSETS_DIR / "pocket"
-DEFAULT_JUDGE_DIR = ASSETS_DIR / "pocket-judge"
+from sdnotes.schedule import sd_pipeline_scheduler
 
 
 def save_clip_parts(clip, out):
@@ -65,16 +61,16 @@ def export_pipeline(out, pipeline_dir=None, judge_dir=None):
     from sdnotes.tokenizer import load_tokenizer
 
     out = pathlib.Path(out)
-    pipeline_dir = pathlib.Path(pipeline_dir or DEFAULT_PIPELINE_DIR)
+    pipeline_dir = pathlib.Path(pipeline_dir or POCKET_DIR)
     if judge_dir is None:
-        judge_dir = DEFAULT_JUDGE_DIR if pipeline_dir == DEFAULT_PIPELINE_DIR else pipeline_dir.with_name(pipeline_dir.name + "-judge")
+        judge_dir = POCKET_JUDGE_DIR if pipeline_dir == POCKET_DIR else pipeline_dir.with_name(pipeline_dir.name + "-judge")
     judge_dir = pathlib.Path(judge_dir)
     pipeline = StableDiffusionPipeline(
         vae=AutoencoderKL.from_pretrained(out / "vae").half(),
         text_encoder=CLIPTextModel.from_pretrained(out / "text_encoder", dtype=torch.float32),
         tokenizer=load_tokenizer(),
         unet=UNet2DConditionModel.from_pretrained(out / "unet").half(),
-        scheduler=architecture.make_pipeline_scheduler(),
+        scheduler=sd_pipeline_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

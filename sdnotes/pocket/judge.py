@@ -7,7 +7,8 @@ encoder, see train.py) plus the text projection. It gives
   - `clip_score(images, prompts)`: 100 x cosine similarity of image and prompt
     embeddings (Hessel et al. 2021, CLIPScore),
 and, without any network, `object_side(image)`: where the non-background
-pixels are (`foreground_mask`), to check "on the left / on the right" prompts.
+pixels are (`foreground_mask`, against the `background_colour`), to check
+"on the left / on the right" prompts.
 """
 
 import pathlib
@@ -19,8 +20,8 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
 from sdnotes.hub import quiet_loading_bars
+from sdnotes.paths import POCKET_DIR, POCKET_JUDGE_DIR
 from sdnotes.pocket import data
-from sdnotes.pocket.export import DEFAULT_JUDGE_DIR, DEFAULT_PIPELINE_DIR
 
 
 def _to_tensor(images):
@@ -33,8 +34,8 @@ def _to_tensor(images):
 
 class PocketJudge:
     def __init__(self, judge_dir=None, text_encoder_dir=None, device="cpu"):
-        judge_dir = pathlib.Path(judge_dir or DEFAULT_JUDGE_DIR)
-        text_encoder_dir = pathlib.Path(text_encoder_dir or DEFAULT_PIPELINE_DIR / "text_encoder")
+        judge_dir = pathlib.Path(judge_dir or POCKET_JUDGE_DIR)
+        text_encoder_dir = pathlib.Path(text_encoder_dir or POCKET_DIR / "text_encoder")
         if not (judge_dir / "config.json").exists():
             raise FileNotFoundError(
                 f"the pocket judge is not in {judge_dir}: build it with `python -m sdnotes.pocket.train`."
@@ -86,29 +87,28 @@ class PocketJudge:
         return [objects[index] for index in best.tolist()]
 
 
+def background_colour(image):
+    """(3,) float: the background colour of a picture on a plain background, the median of its border pixels."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int32)  # (H, W, 3)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(border, axis=0)
+
+
 def foreground_mask(image, threshold=60):
     """(H, W) bool: the object pixels of a picture on a plain background.
 
-    The background colour is taken as the median of the border pixels; a pixel
-    belongs to an object when it differs from it by more than `threshold`
-    (sum of absolute RGB differences).
+    A pixel belongs to an object when it differs from the `background_colour`
+    by more than `threshold` (sum of absolute RGB differences).
     """
     pixels = np.asarray(image.convert("RGB"), dtype=np.int32)  # (H, W, 3)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0)
-    return np.abs(pixels - background).sum(axis=-1) > threshold
+    return np.abs(pixels - background_colour(image)).sum(axis=-1) > threshold
 
 
 def object_side(image, threshold=60):
     """'left', 'center' or 'right': where the centre of the non-background pixels is
-    (`foreground_mask`). Returns None for an empty picture."""
+    (`foreground_mask`; the captions' rule, `data.side_of`). Returns None for an empty picture."""
     foreground = foreground_mask(image, threshold)  # (H, W)
     if foreground.sum() < 0.005 * foreground.size:
         return None
     columns = np.nonzero(foreground)[1]
-    centre = columns.mean() / foreground.shape[1]
-    if centre < 0.4:
-        return "left"
-    if centre > 0.6:
-        return "right"
-    return "center"
+    return data.side_of(columns.mean(), foreground.shape[1])

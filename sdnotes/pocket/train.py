@@ -18,9 +18,12 @@ The recipe follows Stable Diffusion's own history, in miniature:
 Every stage writes its result under --out and is skipped when run again;
 training stages checkpoint every few hundred steps and resume from there.
 Seeds are fixed, so a run reproduces (up to GPU non-determinism).
+`--minutes clip=1.5,vae=5,unet=7` cuts the steps of those stages to fit the
+time budgets. The arguments and stage handling it shares with the ControlNet's
+command are in sdnotes/pocket/training.py.
 """
 
-import argparse
+import functools
 import json
 import pathlib
 import shutil
@@ -30,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sdnotes.pocket import architecture, data
+from sdnotes.paths import POCKET_DIR
+from sdnotes.pocket import architecture, data, training
 from sdnotes.pocket import export as export_module
+from sdnotes.schedule import stable_diffusion_scheduler
 from sdnotes.tokenizer import load_tokenizer
 
 PRESETS = {
@@ -47,6 +52,7 @@ PRESETS = {
               "unet_steps": 3, "unet_batch": 4, "lr_unet": 4e-4},
 }
 STAGES = ["clip", "vae", "latents", "unet", "export"]
+TRAINING_STAGES = ["clip", "vae", "unet"]  # the stages --minutes can budget
 CHECKPOINT_EVERY = 500
 CAPTION_DROPOUT = 0.1
 
@@ -61,19 +67,18 @@ def warmup_cosine(step, total, warmup=200):
 class Run:
     """Shared state of one training run: data, tokens, paths, logs."""
 
-    def __init__(self, out, preset, device, seed=0):
-        """preset: a name in PRESETS, or a dict of settings (the ControlNet's recipes, control/train.py)."""
+    def __init__(self, out, settings, device, seed=0):
+        """settings: a recipe's steps, batch sizes and data size, e.g. PRESETS["cpu"]."""
         self.out = pathlib.Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.settings = PRESETS[preset] if isinstance(preset, str) else preset
+        self.settings = settings
         self.device = device
         self.seed = seed
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         self._images = None
-        self.minutes = {}
+        self.minutes = {}  # {stage: time budget in minutes}, from --minutes
         self.steps_done = {}
         self._captions = None
-        self.keep_checkpoints = False  # True: also keep a copy of every checkpoint ({stage}_step{N}.pt)
 
     def images_and_captions(self):
         """All training scenes (seeds 0..N-1), rendered once per run."""
@@ -119,9 +124,18 @@ def to_unit_range(images_uint8):
     return images_uint8.float() / 127.5 - 1.0
 
 
-def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
+def stage_seed(run, stage):
+    """The seed of a stage's generator: --seed + 1000 x the stage's place in STAGES."""
+    return run.seed + 1000 * STAGES.index(stage)
+
+
+def train_loop(run, stage, model, loss_fn, steps, lr, seed, extra_state=None, keep_every_checkpoint=False):
     """A plain AdamW loop with warmup + cosine decay, checkpoints and a log.
 
+    loss_fn(generator) -> the loss of one batch, drawn with that generator
+    (seeded with `seed`, plus the step a run resumes at). extra_state: an EMA
+    updated after every step and checkpointed with the model.
+    keep_every_checkpoint: also keep a copy of each checkpoint ({stage}_step{N}.pt).
     With --minutes, the number of steps is cut (once, after 120 steps) to what
     fits in that many minutes on this machine; the log records the final count.
     """
@@ -137,8 +151,7 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
         if extra_state is not None:
             extra_state.load_state_dict(checkpoint["extra"])
         print(f"{stage}: resuming at step {start_step}")
-    stage_number = STAGES.index(stage) if stage in STAGES else len(STAGES)  # later stages (the ControlNet) come after
-    generator = torch.Generator(run.device).manual_seed(run.seed + 1000 * stage_number + start_step)
+    generator = torch.Generator(run.device).manual_seed(seed + start_step)
     model.train()
     budget_s = run.minutes.get(stage) * 60 if run.minutes.get(stage) else None
     started = time.time()
@@ -174,7 +187,7 @@ def train_loop(run, stage, model, loss_fn, steps, lr, extra_state=None):
             if extra_state is not None:
                 state["extra"] = extra_state.state_dict()
             run.save_checkpoint(stage, state)
-            if run.keep_checkpoints:
+            if keep_every_checkpoint:
                 shutil.copy(run.checkpoint_path(stage), run.checkpoint_path(stage).with_name(f"{stage}_step{step + 1}.pt"))
     run.log(stage, records)
     run.steps_done[stage] = steps
@@ -203,7 +216,7 @@ def stage_clip(run):
         loss_texts = torch.sum(-targets * F.log_softmax(output.logits_per_text.float(), dim=1), dim=1).mean()
         return (loss_images + loss_texts) / 2
 
-    train_loop(run, "clip", clip, loss_fn, settings["clip_steps"], lr=1e-3)
+    train_loop(run, "clip", clip, loss_fn, settings["clip_steps"], lr=1e-3, seed=stage_seed(run, "clip"))
     export_module.save_clip_parts(clip, run.out)
 
 
@@ -231,7 +244,7 @@ def stage_vae(run):
         kl = posterior.kl().mean() / latents[0].numel()
         return l1 + edges + 1e-4 * kl
 
-    train_loop(run, "vae", vae, loss_fn, settings["vae_steps"], lr=5e-4)
+    train_loop(run, "vae", vae, loss_fn, settings["vae_steps"], lr=5e-4, seed=stage_seed(run, "vae"))
     vae.save_pretrained(run.out / "vae")
     check_vae(run, vae)
 
@@ -313,6 +326,15 @@ class EMA:
         self.updates = state["updates"]
 
 
+def drop_captions(caption_index, empty_caption, generator):
+    """A copy of a batch's caption indices, CAPTION_DROPOUT of them replaced by the empty caption's
+    (so that classifier-free guidance works, Ho & Salimans 2022)."""
+    caption_index = caption_index.clone()
+    dropped = torch.rand(len(caption_index), device=caption_index.device, generator=generator) < CAPTION_DROPOUT
+    caption_index[dropped] = empty_caption
+    return caption_index
+
+
 def stage_unet(run):
     _, captions = run.images_and_captions()
     cached = torch.load(run.out / "latents.pt")
@@ -320,90 +342,58 @@ def stage_unet(run):
     text_embeddings = cached["text_embeddings"].to(run.device).float()  # (U, 77, width)
     settings = run.settings
     unet = architecture.make_unet().to(run.device)
-    scheduler = architecture.make_training_scheduler()
-    alphas_cumprod = scheduler.alphas_cumprod.to(run.device)
+    scheduler = stable_diffusion_scheduler()
     ema = EMA(unet)
 
     def loss_fn(generator):
-        batch = settings["unet_batch"]
-        index = torch.randint(0, len(latents_all), (batch,), device=run.device, generator=generator)
+        index = torch.randint(0, len(latents_all), (settings["unet_batch"],), device=run.device, generator=generator)
         latents = latents_all[index]  # (B, 4, h, w)
-        caption_index = captions[index].clone()
-        dropped = torch.rand(batch, device=run.device, generator=generator) < CAPTION_DROPOUT
-        caption_index[dropped] = cached["empty_caption"]
-        noise = torch.randn(latents.shape, device=run.device, generator=generator)
-        timesteps = torch.randint(0, 1000, (batch,), device=run.device, generator=generator)
-        alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-        noisy = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise  # x_t, DDPM eq. 4
-        prediction = unet(noisy, timesteps, encoder_hidden_states=text_embeddings[caption_index]).sample
-        return F.mse_loss(prediction.float(), noise)
+        caption_index = drop_captions(captions[index], cached["empty_caption"], generator)
+        context = text_embeddings[caption_index]  # (B, 77, width)
 
-    train_loop(run, "unet", unet, loss_fn, settings["unet_steps"], lr=settings["lr_unet"], extra_state=ema)
+        def predict_noise(noisy_latents, timesteps):
+            return unet(noisy_latents, timesteps, encoder_hidden_states=context).sample
+
+        return training.noise_prediction_loss(predict_noise, scheduler, latents, generator)
+
+    train_loop(run, "unet", unet, loss_fn, settings["unet_steps"], lr=settings["lr_unet"],
+               seed=stage_seed(run, "unet"), extra_state=ema)
     unet.save_pretrained(run.out / "unet_raw")  # the last weights, for comparison
     unet.load_state_dict(ema.shadow)
     unet.save_pretrained(run.out / "unet")
 
 
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+def stage_export(run, export_to, force):
+    """The pipeline folder (default assets/pocket) and the judge beside it; a pocket model there is replaced
+    only with --force."""
+    target = pathlib.Path(export_to or POCKET_DIR)
+    training.refuse_to_overwrite(target, "model_index.json", "a pocket model", force)
+    export_module.export_pipeline(run.out, export_to)
 
 
 STAGE_FUNCTIONS = {"clip": stage_clip, "vae": stage_vae, "latents": stage_latents, "unet": stage_unet}
+# What each stage leaves under --out; it is skipped when that exists. Export (None) always runs.
+STAGE_RESULTS = {"clip": "judge", "vae": "vae", "latents": "latents.pt", "unet": "unet", "export": None}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/pocket", help="where stages write their results (default runs/pocket)")
-    parser.add_argument("--preset", choices=list(PRESETS), default=None, help="gpu (default with CUDA), cpu, or smoke")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
+    parser = training.make_parser(__doc__, "runs/pocket", PRESETS, STAGES, TRAINING_STAGES,
+                                  minutes_example="clip=1.5,vae=5,unet=7")
     parser.add_argument("--export-to", default=None, help="pipeline folder to write (default: assets/pocket)")
-    parser.add_argument("--force", action="store_true", help="redo stages whose results exist")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--minutes", default="", help="time budgets per stage, e.g. clip=1.5,vae=5,unet=7 (steps are cut to fit)")
-    args = parser.parse_args(argv)
+    args = training.parse_arguments(parser, argv, STAGES, TRAINING_STAGES)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    preset = args.preset or ("gpu" if device.type == "cuda" else "cpu")
-    stages = args.stages.split(",")
-    for stage in stages:
-        if stage not in STAGES:
-            raise SystemExit(f"unknown stage {stage!r}; choose from {STAGES}")
+    device = training.training_device()
+    preset = training.preset_for(args.preset, device)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    run = Run(args.out, preset, device, seed=args.seed)
-    for item in filter(None, args.minutes.split(",")):
-        stage, minutes = item.split("=")
-        run.minutes[stage] = float(minutes)
+    run = Run(args.out, PRESETS[preset], device, seed=args.seed)
+    run.minutes = args.minutes
     print(f"pocket model: preset {preset}, device {device}, out {run.out}")
-    results = {"clip": "judge", "vae": "vae", "latents": "latents.pt", "unet": "unet", "export": None}
-    timings = {}
-    for stage in stages:
-        result = results[stage]
-        if result is not None and (run.out / result).exists() and not args.force:
-            print(f"{stage}: done already ({run.out / result}); --force redoes it")
-            continue
-        start = time.time()
-        if stage == "export":
-            target = pathlib.Path(args.export_to or export_module.DEFAULT_PIPELINE_DIR)
-            if (target / "model_index.json").exists() and not args.force:
-                raise SystemExit(
-                    f"{target} already holds a pocket model; it is not replaced silently. "
-                    "Pass --force to replace it, or --export-to another folder."
-                )
-            export_module.export_pipeline(run.out, args.export_to)
-            continue  # exporting is not part of the training time
-        STAGE_FUNCTIONS[stage](run)
-        timings[stage] = round(time.time() - start, 1)
-        print(f"{stage}: {timings[stage]} s")
-        (run.out / "logs").mkdir(exist_ok=True)
-        with open(run.out / "logs" / "timings.jsonl", "a") as handle:
-            record = {"stage": stage, "seconds": timings[stage], "preset": preset, "device": device_name(device),
-                      "steps": run.steps_done.get(stage)}
-            handle.write(json.dumps(record) + "\n")
+    stage_functions = dict(STAGE_FUNCTIONS)
+    stage_functions["export"] = functools.partial(stage_export, export_to=args.export_to, force=args.force)
+    training.run_stages(run, args.stages, stage_functions, STAGE_RESULTS, args.force, preset)
 
 
 if __name__ == "__main__":

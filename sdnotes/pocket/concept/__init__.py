@@ -14,7 +14,8 @@ model's 20 objects. This module
     the known CONTROL_OBJECT, to test textual inversion on something the
     frozen U-Net can already draw),
   - measures pictures: `concept_scores` (cosine to the concept in the pocket
-    judge's image embedding), `background_of` (the background colour).
+    judge's image embedding), `background_of` (the name of the judge's
+    `background_colour`).
 
 `python -m sdnotes.pocket.concept` (sdnotes/pocket/concept/__main__.py) renders the pictures, trains everything on
 the CPU, saves the files that `pipe.load_textual_inversion` and
@@ -31,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sdnotes.paths import POCKET_CONCEPT_DIR
 from sdnotes.pocket import data
-from sdnotes.pocket.export import REPO_ROOT
+from sdnotes.pocket.judge import background_colour
+from sdnotes.pocket.training import noise_prediction_loss
 
-CONCEPT_DIR = REPO_ROOT / "assets" / "pocket-concept"
 CONCEPT_EMOJI = "🏀"
 CONCEPT_WORD = "basketball"  # the plain word (the pocket model never saw it in a caption)
 PLACEHOLDER = "<basketball>"  # the new token of textual inversion
@@ -55,25 +57,15 @@ TRAINING_SCENES = [
 REFERENCE_BACKGROUNDS = ["white", "green", "pink"]  # one reference picture of each object on each
 
 
-def concept_sprite(character=CONCEPT_EMOJI, sprite_size=data.SPRITE_SIZE):
-    """The concept's OpenMoji character as an RGBA image cropped to its outline (data.character_sprite)."""
-    return data.character_sprite(character, sprite_size)
-
-
 def render_scene(background, side, size, seed, character=CONCEPT_EMOJI, image_size=data.IMAGE_SIZE):
     """One object on a plain background, placed with the pocket scenes' sizes and positions."""
     rng = np.random.default_rng(seed)
-    emoji = concept_sprite(character)
+    emoji = data.character_sprite(character)
     longest_side = rng.uniform(*data.SIZES[size]) * image_size
-    scale = longest_side / max(emoji.size)
-    width, height = max(1, round(emoji.width * scale)), max(1, round(emoji.height * scale))
     centre_x = rng.uniform(*data.POSITIONS[side or "center"]) * image_size
-    centre_y = rng.uniform(height / 2, image_size - height / 2)
-    x0 = int(round(min(max(centre_x - width / 2, 0), image_size - width)))
-    y0 = int(round(centre_y - height / 2))
+    box = data.place_sprite(rng, emoji, longest_side, centre_x, image_size)
     image = Image.new("RGB", (image_size, image_size), data.BACKGROUNDS[background])
-    resized = emoji.resize((width, height), Image.LANCZOS)
-    image.paste(resized, (x0, y0), resized)
+    data.paste_sprite(image, emoji, box)
     return image
 
 
@@ -106,7 +98,7 @@ def render_training_set(out_dir):
     (out_dir / "captions.json").write_text(json.dumps(captions, indent=1) + "\n")
 
 
-def load_training_set(concept_dir=CONCEPT_DIR):
+def load_training_set(concept_dir=POCKET_CONCEPT_DIR):
     """(list of PIL pictures, list of caption templates with '{}' where the concept's word goes)."""
     concept_dir = pathlib.Path(concept_dir)
     if not (concept_dir / "captions.json").exists():
@@ -128,7 +120,7 @@ def render_references(judge):
     return names, torch.stack(centroids)
 
 
-def load_references(concept_dir=CONCEPT_DIR):
+def load_references(concept_dir=POCKET_CONCEPT_DIR):
     """(names, (21, D) unit vectors) from reference_embeddings.safetensors; row 0 is the concept."""
     from safetensors import safe_open
 
@@ -154,14 +146,14 @@ def token_ids(pipe, prompts):
 
 
 def denoising_loss(pipe, latents, ids, generator):
-    """Stable Diffusion's training loss ||eps - eps_theta(x_t, t, c)||^2 on one batch (Ho et al. 2020, eq. 14)."""
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)  # (B, 4, h, w)
-    timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (latents.shape[0],),
-                              generator=generator).to(latents.device)  # (B,); the generator stays on the CPU
-    noisy_latents = pipe.scheduler.add_noise(latents, noise, timesteps)  # (B, 4, h, w)
+    """Stable Diffusion's training loss ||eps - eps_theta(x_t, t, c)||^2 on one batch (Ho et al. 2020, eq. 14),
+    with the pipeline's U-Net, text encoder and scheduler (training.noise_prediction_loss)."""
     context = pipe.text_encoder(ids)[0]  # (B, 77, d)
-    noise_pred = pipe.unet(noisy_latents, timesteps, encoder_hidden_states=context).sample  # (B, 4, h, w)
-    return F.mse_loss(noise_pred, noise)
+
+    def predict_noise(noisy_latents, timesteps):
+        return pipe.unet(noisy_latents, timesteps, encoder_hidden_states=context).sample  # (B, 4, h, w)
+
+    return noise_prediction_loss(predict_noise, pipe.scheduler, latents, generator)
 
 
 def add_placeholder_token(pipe, placeholder=PLACEHOLDER, initializer=INITIALIZER_WORD):
@@ -247,9 +239,8 @@ def save_lora(pipe, out_dir, weight_name="pytorch_lora_weights.safetensors", dty
 
 
 def background_of(image):
-    """The name of the pocket background colour nearest to the picture's border pixels."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    border = np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
+    """The name of the pocket background colour nearest to the picture's (judge.background_colour)."""
+    border = background_colour(image)
     distances = {name: np.abs(border - np.array(rgb)).sum() for name, rgb in data.BACKGROUNDS.items()}
     return min(distances, key=distances.get)
 

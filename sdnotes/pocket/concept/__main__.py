@@ -20,9 +20,10 @@ import time
 import numpy as np
 import torch
 
+from sdnotes.paths import POCKET_CONCEPT_DIR
 from sdnotes.pocket import data
 from sdnotes.pocket.concept import (
-    CLASS_WORD, CONCEPT_DIR, CONCEPT_WORD, CONTROL_OBJECT, CONTROL_PLACEHOLDER, IDENTIFIER, INITIALIZER_WORD,
+    CLASS_WORD, CONCEPT_WORD, CONTROL_OBJECT, CONTROL_PLACEHOLDER, IDENTIFIER, INITIALIZER_WORD,
     PLACEHOLDER, background_of, concept_scores, encode_pictures, render_control_set, load_training_set, render_references, render_scene, render_training_set, save_lora,
     token_ids, train_lora, train_textual_inversion,
 )
@@ -119,7 +120,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m sdnotes.pocket.concept",
                                      description="Render the concept and train textual inversion, LoRA and DreamBooth-LoRA.")
-    parser.add_argument("--out", default=str(CONCEPT_DIR))
+    parser.add_argument("--out", default=str(POCKET_CONCEPT_DIR))
     parser.add_argument("--ti-steps", type=int, default=250)
     parser.add_argument("--lora-steps", type=int, default=250)
     parser.add_argument("--dreambooth-steps", type=int, default=200)

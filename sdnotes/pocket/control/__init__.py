@@ -26,11 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sdnotes.paths import find_assets_dir
 from sdnotes.pocket import data
 from sdnotes.pocket.judge import foreground_mask
 
-CONTROLNET_DIR = find_assets_dir() / "pocket-controlnet"
 CONTROL_SIZE = data.IMAGE_SIZE  # the control picture has the generated picture's size
 CONTROL_FORMAT = {
     "kind": "boxes",
@@ -47,14 +45,37 @@ CONTROL_FORMAT = {
 ONE_OBJECT_SIZES = (0.18, 0.85)
 TWO_OBJECT_SIZES = (0.2, 0.46)
 TWO_OBJECT_SHARE = 0.4  # of training scenes
+MAX_BOXES = 2  # the ControlNet was trained on one or two boxes (CONTROL_FORMAT["objects"])
+
+
+def box_corners(box):
+    """(x0, y0, x1, y1) as whole pixels; a clear error for anything that is not four numbers."""
+    if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 4:
+        raise ValueError(f"a box is four numbers (x0, y0, x1, y1) in pixels, got {box!r}")
+    corners = []
+    for value in box:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"a box is four numbers (x0, y0, x1, y1) in pixels, got {box!r} "
+                             f"({value!r} is a {type(value).__name__})")
+        corners.append(int(round(value)))
+    return corners
 
 
 def draw_control(boxes, size=CONTROL_SIZE):
-    """The control picture: black, one filled white rectangle per box (x0, y0, x1, y1)."""
+    """The control picture: black, one filled white rectangle per box (x0, y0, x1, y1).
+
+    One or two boxes, as the ControlNet was trained on (MAX_BOXES); more, or
+    anything that is not a list of four-number boxes, is a ValueError that says so.
+    """
+    if isinstance(boxes, (str, bytes)) or not hasattr(boxes, "__len__"):
+        raise ValueError(f"boxes is a list of boxes (x0, y0, x1, y1), got {boxes!r}")
+    if len(boxes) > MAX_BOXES:
+        raise ValueError(f"the pocket ControlNet was trained on one or two boxes, got {len(boxes)}: "
+                         "draw at most two (one per object of the prompt)")
     picture = Image.new("RGB", (size, size), tuple(CONTROL_FORMAT["background"]))
     draw = ImageDraw.Draw(picture)
     for box in boxes:
-        x0, y0, x1, y1 = [int(round(value)) for value in box]
+        x0, y0, x1, y1 = box_corners(box)
         if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
             raise ValueError(f"box {box} is not inside the {size} x {size} picture with x0 < x1 and y0 < y1")
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=tuple(CONTROL_FORMAT["box"]))  # PIL includes x1 - 1
@@ -65,15 +86,12 @@ def fitted_box(rng, name, longest_range, x_range, image_size=CONTROL_SIZE):
     """A box with the emoji's own aspect, longest side drawn from longest_range, centre x from x_range, any y."""
     sprite = data.sprite(name)
     longest = rng.uniform(*longest_range) * image_size
-    scale = longest / max(sprite.size)
-    width = max(4, round(sprite.width * scale))
-    height = max(4, round(sprite.height * scale))
+    width, height = data.sprite_size(sprite, longest, min_side=4)
     low = max(x_range[0] * image_size, width / 2)
     high = min(x_range[1] * image_size, image_size - width / 2)
     centre_x = rng.uniform(low, max(low, high))
-    x0 = int(round(min(max(centre_x - width / 2, 0), image_size - width)))
     y0 = rng.randint(0, image_size - height)
-    return (x0, y0, x0 + width, y0 + height)
+    return data.sprite_box(centre_x, y0, (width, height), image_size)
 
 
 @dataclass
@@ -110,8 +128,7 @@ def make_box_scene(seed, image_size=CONTROL_SIZE):
             caption += f" on a {background} background"
     image = Image.new("RGB", (image_size, image_size), data.BACKGROUNDS[background])
     for name, box in zip(names, boxes):
-        resized = data.sprite(name).resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS)
-        image.paste(resized, (box[0], box[1]), resized)
+        data.paste_sprite(image, data.sprite(name), box)
     return BoxScene(image=image, control=draw_control(boxes, image_size), caption=caption, background=background,
                     names=names, boxes=boxes)
 
@@ -145,13 +162,22 @@ def foreground_box(image, threshold=60):
 
 
 def box_iou(a, b):
-    """Intersection over union of two boxes (x0, y0, x1, y1); 0 when either is None."""
+    """Intersection over union of two boxes (x0, y0, x1, y1); 0 when either is None.
+
+    A box with x1 < x0 or y1 < y0 is a ValueError. Two boxes that cover no
+    area together (both empty) have nothing in common to measure: their IoU is 0.
+    """
+    for box in (a, b):
+        if box is not None and (box[2] < box[0] or box[3] < box[1]):
+            raise ValueError(f"box {box} has x1 < x0 or y1 < y0; a box is (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
     if a is None or b is None:
         return 0.0
     width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     intersection = width * height
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    if union == 0:
+        return 0.0
     return intersection / union
 
 

@@ -29,21 +29,22 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from sdnotes.hub import dtype_option
+from sdnotes.paths import POCKET_CONTROLNET_DIR, POCKET_DIR
 from sdnotes.pocket import control
-from sdnotes.pocket.export import DEFAULT_PIPELINE_DIR
 
 EVALUATION_SEED = 40_000_000  # training used SCENE_SEED 30,000,000 onwards, fewer than 10 million scenes
 IOU_IN_BOX = 0.5
 BARS = {"one_box_median_iou": 0.6, "two_boxes_both_in_box": 0.7, "named": 0.9}
 
 
-def load_control_pipeline(pipeline_dir=DEFAULT_PIPELINE_DIR, controlnet_dir=control.CONTROLNET_DIR, dtype=torch.float32):
+def load_control_pipeline(pipeline_dir=POCKET_DIR, controlnet_dir=POCKET_CONTROLNET_DIR, dtype=torch.float32):
     """The pocket model with the ControlNet, loaded with plain diffusers calls (offline), DDIM sampler."""
     from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline
 
-    controlnet = ControlNetModel.from_pretrained(controlnet_dir, dtype=dtype, local_files_only=True)
+    controlnet = ControlNetModel.from_pretrained(controlnet_dir, local_files_only=True, **dtype_option(dtype))
     pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        pipeline_dir, controlnet=controlnet, dtype=dtype, local_files_only=True,
+        pipeline_dir, controlnet=controlnet, local_files_only=True, **dtype_option(dtype),
         safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -126,8 +127,11 @@ def save_samples(path, scenes, rows):
 
 
 def steps_curve(pipe, checkpoint_dir, scenes, steps):
-    """Median IoU at scale 1 of each kept checkpoint's weights (controlnet_step{N}.pt, not the EMA)."""
-    from sdnotes.pocket.control.train import make_controlnet
+    """Median IoU at scale 1 of each kept checkpoint's weights (controlnet_step{N}.pt, not the EMA).
+
+    Each checkpoint goes into a ControlNet built from the loaded one's config: the same architecture.
+    """
+    from diffusers import ControlNetModel
 
     paths = sorted(pathlib.Path(checkpoint_dir).glob("controlnet_step*.pt"),
                    key=lambda path: int(path.stem.split("step")[-1]))
@@ -137,7 +141,7 @@ def steps_curve(pipe, checkpoint_dir, scenes, steps):
     trained = pipe.controlnet
     for path in tqdm(paths, desc="checkpoints"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        controlnet = make_controlnet(pipe.unet)
+        controlnet = ControlNetModel.from_config(pipe.controlnet.config)
         controlnet.load_state_dict(checkpoint["model"])
         pipe.controlnet = controlnet.eval()
         pictures = generate(pipe, scenes, 1.0, steps)
@@ -151,7 +155,7 @@ def steps_curve(pipe, checkpoint_dir, scenes, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--controlnet", default=str(control.CONTROLNET_DIR), help="ControlNet folder (default assets/pocket-controlnet)")
+    parser.add_argument("--controlnet", default=str(POCKET_CONTROLNET_DIR), help="ControlNet folder (default assets/pocket-controlnet)")
     parser.add_argument("--one-box", type=int, default=64, help="one-box pictures per scale (default 64)")
     parser.add_argument("--two-boxes", type=int, default=40, help="two-box pictures per scale (default 40)")
     parser.add_argument("--scales", default="0,1", help="controlnet_conditioning_scale values (default 0,1)")

@@ -17,39 +17,47 @@ The recipe of ControlNet (Zhang, Rao & Agrawala 2023), in miniature:
 
 Stages skip when their result exists; training checkpoints every 500 steps and
 resumes (`train_loop` of sdnotes/pocket/train.py); every checkpoint is also
-kept (controlnet_step{N}.pt) for `evaluate.py --steps-curve`. `--minutes 85`
-cuts the steps to fit a time budget (the shipped run). Presets: "cpu" (about
-1 h 45 min on a CPU, data included), "gpu" (the same recipe scaled up, not
-run yet), "smoke" (the test).
+kept (controlnet_step{N}.pt) for `evaluate.py --steps-curve`.
+`--minutes controlnet=85` cuts the steps to fit a time budget (the shipped
+run). Presets: "cpu" (about 1 h 45 min on a CPU, data included), "gpu" (the
+same recipe scaled up, not run yet), "smoke" (the test). The arguments and
+stage handling it shares with the pocket model's command are in
+sdnotes/pocket/training.py.
 """
 
-import argparse
+import functools
 import json
 import pathlib
 import shutil
 import time
 
 import torch
-import torch.nn.functional as F
 
-from sdnotes.pocket import control
-from sdnotes.pocket.export import DEFAULT_PIPELINE_DIR
-from sdnotes.pocket.train import EMA, CAPTION_DROPOUT, Run, device_name, train_loop
+from sdnotes.hub import dtype_option
+from sdnotes.paths import POCKET_CONTROLNET_DIR, POCKET_DIR
+from sdnotes.pocket import control, training
+from sdnotes.pocket.control.evaluate import held_out_scenes
+from sdnotes.pocket.train import EMA, Run, drop_captions, train_loop
+from sdnotes.schedule import stable_diffusion_scheduler
 
 PRESETS = {
     # "cpu": 0.53 s per step on 2 idle threads, 1.02 s on 1 thread (batch 16). The shipped run took
-    # `--minutes 85` on 1 thread: 4,968 steps, after a 19-minute data stage (model card).
+    # `--minutes controlnet=85` on 1 thread: 4,968 steps, after a 19-minute data stage (model card).
     # "gpu" is the same recipe with 16x the batch; it has not been run.
     "gpu": {"scenes": 200_000, "steps": 8_000, "batch": 256, "lr": 2e-4},
     "cpu": {"scenes": 24_000, "steps": 8_000, "batch": 16, "lr": 2e-4},
     "smoke": {"scenes": 16, "steps": 3, "batch": 4, "lr": 2e-4},
 }
 STAGES = ["data", "controlnet", "export"]
+TRAINING_STAGES = ["controlnet"]  # the stages --minutes can budget
 SCENE_SEED = 30_000_000  # ControlNet training scenes; evaluation uses EVALUATION_SEED, never trained on
 # The control picture's small encoder (128 x 128 -> 16 x 16). diffusers' default (16, 32, 96, 256) was made
 # for SD's 512 x 512 pictures; boxes need less, and these channels make a training step 30% faster on a CPU.
 CONDITIONING_CHANNELS = (8, 16, 32, 64)
 EMA_DECAY = 0.995
+# The seed of the controlnet stage's generator is --seed + 5000: after the pocket model's stages
+# (+0 to +4000, `stage_seed` in sdnotes/pocket/train.py), as in the shipped run.
+CONTROLNET_SEED_OFFSET = 5000
 
 
 def load_frozen_parts(pipeline_dir, device):
@@ -57,9 +65,9 @@ def load_frozen_parts(pipeline_dir, device):
     from transformers import CLIPTextModel
 
     pipeline_dir = pathlib.Path(pipeline_dir)
-    vae = AutoencoderKL.from_pretrained(pipeline_dir / "vae", dtype=torch.float32).to(device).eval()
+    vae = AutoencoderKL.from_pretrained(pipeline_dir / "vae").to(device).eval()
     text_encoder = CLIPTextModel.from_pretrained(pipeline_dir / "text_encoder", dtype=torch.float32).to(device).eval()
-    unet = UNet2DConditionModel.from_pretrained(pipeline_dir / "unet", dtype=torch.float32).to(device).eval()
+    unet = UNet2DConditionModel.from_pretrained(pipeline_dir / "unet").to(device).eval()
     for module in (vae, text_encoder, unet):
         module.requires_grad_(False)
     return vae, text_encoder, unet
@@ -100,8 +108,6 @@ def make_controlnet(unet):
 
 
 def stage_controlnet(run, pipeline_dir):
-    from sdnotes.pocket.architecture import make_training_scheduler
-
     cached = torch.load(run.out / "data.pt")
     latents_all = cached["latents"].to(run.device).float()
     controls_all = cached["controls"].to(run.device)
@@ -109,7 +115,7 @@ def stage_controlnet(run, pipeline_dir):
     text_embeddings = cached["text_embeddings"].to(run.device).float()
     _, _, unet = load_frozen_parts(pipeline_dir, run.device)
     controlnet = make_controlnet(unet).to(run.device)
-    alphas_cumprod = make_training_scheduler().alphas_cumprod.to(run.device)
+    scheduler = stable_diffusion_scheduler()
     ema = EMA(controlnet, decay=EMA_DECAY)
     batch = run.settings["batch"]
 
@@ -117,22 +123,22 @@ def stage_controlnet(run, pipeline_dir):
         index = torch.randint(0, len(latents_all), (batch,), device=run.device, generator=generator)
         latents = latents_all[index]  # (B, 4, H/8, W/8)
         condition = (controls_all[index].float() / 255)[:, None].expand(-1, 3, -1, -1)  # (B, 3, H, W) in [0, 1]
-        caption_index = caption_index_all[index].clone()
-        dropped = torch.rand(batch, device=run.device, generator=generator) < CAPTION_DROPOUT
-        caption_index[dropped] = cached["empty_caption"]
+        caption_index = drop_captions(caption_index_all[index], cached["empty_caption"], generator)
         context = text_embeddings[caption_index]  # (B, 77, width)
-        noise = torch.randn(latents.shape, device=run.device, generator=generator)
-        timesteps = torch.randint(0, 1000, (batch,), device=run.device, generator=generator)
-        alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-        noisy = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise  # x_t, DDPM eq. 4
-        down_residuals, mid_residual = controlnet(noisy, timesteps, encoder_hidden_states=context,
-                                                  controlnet_cond=condition, return_dict=False)
-        prediction = unet(noisy, timesteps, encoder_hidden_states=context,
-                          down_block_additional_residuals=down_residuals,
-                          mid_block_additional_residual=mid_residual).sample
-        return F.mse_loss(prediction.float(), noise)
 
-    train_loop(run, "controlnet", controlnet, loss_fn, run.settings["steps"], lr=run.settings["lr"], extra_state=ema)
+        def predict_noise(noisy_latents, timesteps):
+            """The frozen U-Net, the ControlNet's residuals added to its skip connections."""
+            down_residuals, mid_residual = controlnet(noisy_latents, timesteps, encoder_hidden_states=context,
+                                                      controlnet_cond=condition, return_dict=False)
+            return unet(noisy_latents, timesteps, encoder_hidden_states=context,
+                        down_block_additional_residuals=down_residuals,
+                        mid_block_additional_residual=mid_residual).sample
+
+        return training.noise_prediction_loss(predict_noise, scheduler, latents, generator)
+
+    train_loop(run, "controlnet", controlnet, loss_fn, run.settings["steps"], lr=run.settings["lr"],
+               seed=run.seed + CONTROLNET_SEED_OFFSET, extra_state=ema,
+               keep_every_checkpoint=True)  # checkpoints/controlnet_step{N}.pt: evaluate.py --steps-curve measures them
     controlnet.save_pretrained(run.out / "controlnet_raw")  # the last weights, for comparison
     controlnet.load_state_dict(ema.shadow)
     controlnet.save_pretrained(run.out / "controlnet")
@@ -146,8 +152,6 @@ def write_examples(folder):
     """examples.png (the first EXAMPLE_COUNT training scenes, a 4-wide grid) and examples.json (their
     captions and boxes, plus held-out one-box layouts the ControlNet never trained on)."""
     from PIL import Image
-
-    from sdnotes.pocket.control.evaluate import held_out_scenes
 
     scenes = [control.make_box_scene(SCENE_SEED + index) for index in range(EXAMPLE_COUNT)]
     size = control.CONTROL_SIZE
@@ -166,12 +170,16 @@ def write_examples(folder):
     (folder / "examples.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
-def export(run, target, preset):
-    """assets/pocket-controlnet: the float16 ControlNetModel, control.json, training_log.json, examples."""
+def stage_export(run, target, preset, force):
+    """assets/pocket-controlnet: the float16 ControlNetModel, control.json, training_log.json, examples.
+
+    A ControlNet there is replaced only with --force; its model card and measurements are kept."""
     from diffusers import ControlNetModel
 
-    controlnet = ControlNetModel.from_pretrained(run.out / "controlnet", dtype=torch.float16)
     target = pathlib.Path(target)
+    training.refuse_to_overwrite(target, "config.json", "a ControlNet", force,
+                                 kept=" (its README.md and evaluation.json are kept)")
+    controlnet = ControlNetModel.from_pretrained(run.out / "controlnet", **dtype_option(torch.float16))
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     controlnet.save_pretrained(staging)
@@ -190,54 +198,32 @@ def export(run, target, preset):
     print(f"export: {target}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/pocket-controlnet", help="where stages write (default runs/pocket-controlnet)")
-    parser.add_argument("--preset", choices=list(PRESETS), default=None, help="gpu (default with CUDA), cpu, or smoke")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
-    parser.add_argument("--pipeline", default=str(DEFAULT_PIPELINE_DIR), help="the pocket model folder (default assets/pocket)")
-    parser.add_argument("--export-to", default=str(control.CONTROLNET_DIR), help="ControlNet folder to write (default assets/pocket-controlnet)")
-    parser.add_argument("--minutes", type=float, default=None, help="time budget for the controlnet stage (steps are cut to fit)")
-    parser.add_argument("--force", action="store_true", help="redo stages whose results exist; replace an exported ControlNet")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+# What each stage leaves under --out; it is skipped when that exists. Export (None) always runs.
+STAGE_RESULTS = {"data": "data.pt", "controlnet": "controlnet", "export": None}
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    preset = args.preset or ("gpu" if device.type == "cuda" else "cpu")
-    stages = args.stages.split(",")
-    for stage in stages:
-        if stage not in STAGES:
-            raise SystemExit(f"unknown stage {stage!r}; choose from {STAGES}")
+
+def main(argv=None):
+    parser = training.make_parser(__doc__, "runs/pocket-controlnet", PRESETS, STAGES, TRAINING_STAGES,
+                                  minutes_example="controlnet=85")
+    parser.add_argument("--pipeline", default=str(POCKET_DIR), help="the pocket model folder (default assets/pocket)")
+    parser.add_argument("--export-to", default=str(POCKET_CONTROLNET_DIR), help="ControlNet folder to write (default assets/pocket-controlnet)")
+    args = training.parse_arguments(parser, argv, STAGES, TRAINING_STAGES)
+
+    device = training.training_device()
+    preset = training.preset_for(args.preset, device)
     if not (pathlib.Path(args.pipeline) / "unet" / "config.json").exists():
         raise SystemExit(f"no pocket model in {args.pipeline}: build it with `python -m sdnotes.pocket.train` first")
     torch.manual_seed(args.seed)
     run = Run(args.out, dict(PRESETS[preset]), device, seed=args.seed)
-    run.keep_checkpoints = True  # checkpoints/controlnet_step{N}.pt: evaluate.py --steps-curve measures them
-    if args.minutes:
-        run.minutes["controlnet"] = args.minutes
-    print(f"pocket ControlNet: preset {preset}, device {device_name(device)}, out {run.out}")
-    results = {"data": "data.pt", "controlnet": "controlnet"}
-    for stage in stages:
-        if stage == "export":
-            target = pathlib.Path(args.export_to)
-            if (target / "config.json").exists() and not args.force:
-                raise SystemExit(f"{target} already holds a ControlNet; it is not replaced silently. "
-                                 "Pass --force to replace it (its README.md and evaluation.json are kept), "
-                                 "or --export-to another folder.")
-            export(run, target, preset)
-            continue
-        if (run.out / results[stage]).exists() and not args.force:
-            print(f"{stage}: done already ({run.out / results[stage]}); --force redoes it")
-            continue
-        start = time.time()
-        {"data": stage_data, "controlnet": stage_controlnet}[stage](run, args.pipeline)
-        seconds = round(time.time() - start, 1)
-        print(f"{stage}: {seconds} s")
-        (run.out / "logs").mkdir(exist_ok=True)
-        with open(run.out / "logs" / "timings.jsonl", "a") as handle:
-            record = {"stage": stage, "seconds": seconds, "preset": preset, "device": device_name(device),
-                      "steps": run.steps_done.get(stage), "batch": run.settings["batch"]}
-            handle.write(json.dumps(record) + "\n")
+    run.minutes = args.minutes
+    print(f"pocket ControlNet: preset {preset}, device {training.device_name(device)}, out {run.out}")
+    stage_functions = {
+        "data": functools.partial(stage_data, pipeline_dir=args.pipeline),
+        "controlnet": functools.partial(stage_controlnet, pipeline_dir=args.pipeline),
+        "export": functools.partial(stage_export, target=args.export_to, preset=preset, force=args.force),
+    }
+    training.run_stages(run, args.stages, stage_functions, STAGE_RESULTS, args.force, preset,
+                        extra_fields={"batch": run.settings["batch"]})
 
 
 if __name__ == "__main__":
