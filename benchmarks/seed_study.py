@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sdnotes  # noqa: E402
+from sdnotes.exercises.nb09 import farthest_points  # noqa: E402  (the reference answer to notebook 09's exercise)
 from sdnotes.pocket import data  # noqa: E402
 from sdnotes.pocket.judge import PocketJudge, foreground_mask  # noqa: E402
 
@@ -67,23 +68,24 @@ def initial_latents(pipe, seeds):
     return torch.cat(latents)
 
 
-def generate(pipe, objects, latents, steps, guidance_scale, batch_images):
-    """(P, N, 3, H, W) images in [0, 1]: every prompt with every seed's latent."""
+def generate(pipe, prompts, latents, steps, guidance_scale, batch_images):
+    """(P, N, 3, H, W) images in [0, 1]: every prompt with every seed's latent
+    (benchmarks/seed_classifier.py uses it too)."""
     jobs = []
-    for name in objects:
+    for prompt in prompts:
         for seed_index in range(len(latents)):
-            jobs.append((prompt_for(name), seed_index))
+            jobs.append((prompt, seed_index))
     images = []
     for start in tqdm(range(0, len(jobs), batch_images), desc=f"{len(jobs)} images"):
         chunk = jobs[start:start + batch_images]
-        prompts = [prompt for prompt, _ in chunk]
+        chunk_prompts = [prompt for prompt, _ in chunk]
         chunk_latents = torch.cat([latents[index:index + 1] for _, index in chunk])
         with torch.no_grad():
-            output = pipe(prompts, latents=chunk_latents, num_inference_steps=steps,
+            output = pipe(chunk_prompts, latents=chunk_latents, num_inference_steps=steps,
                           guidance_scale=guidance_scale, eta=0.0, output_type="pt")
         images.append(output.images.float())
     images = torch.cat(images)
-    return images.reshape(len(objects), len(latents), *images.shape[1:])
+    return images.reshape(len(prompts), len(latents), *images.shape[1:])
 
 
 def quality(judge, images, objects):
@@ -150,15 +152,11 @@ def permutation_p_value(a, b, statistic, permutations, generator):
     return (at_least + 1) / (permutations + 1)
 
 
-def farthest_points(features, k):
-    """k row indices, greedily: start farthest from the mean, then the point farthest from those chosen."""
-    chosen = [int((features - features.mean(dim=0)).norm(dim=1).argmax())]
-    distance_to_chosen = (features - features[chosen[0]]).norm(dim=1)
-    while len(chosen) < k:
-        next_index = int(distance_to_chosen.argmax())
-        chosen.append(next_index)
-        distance_to_chosen = torch.minimum(distance_to_chosen, (features - features[next_index]).norm(dim=1))
-    return chosen
+def farthest_points_from_the_edge(features, k):
+    """k row indices, greedily: start farthest from the mean, then the point farthest from those chosen
+    (notebook 09's exercise writes the greedy step; its reference answer is used here)."""
+    start = int((features - features.mean(dim=0)).norm(dim=1).argmax())
+    return farthest_points(features, k, start)
 
 
 def diversity(layouts, seed_indices):
@@ -206,8 +204,8 @@ def main():
     seeds = list(range(arguments.seeds))
     latents = initial_latents(pipe, seeds)
     objects_a, objects_b = prompt_sets(arguments.prompts_per_set)
-    images_a = generate(pipe, objects_a, latents, arguments.steps, arguments.guidance, arguments.batch_images)
-    images_b = generate(pipe, objects_b, latents, arguments.steps, arguments.guidance, arguments.batch_images)
+    images_a = generate(pipe, [prompt_for(name) for name in objects_a], latents, arguments.steps, arguments.guidance, arguments.batch_images)
+    images_b = generate(pipe, [prompt_for(name) for name in objects_b], latents, arguments.steps, arguments.guidance, arguments.batch_images)
     generation_wall = time.time() - start_wall
     probability_a, clip_a = quality(judge, images_a, objects_a)
     probability_b, clip_b = quality(judge, images_b, objects_b)
@@ -289,7 +287,7 @@ def main():
           f"{accuracy:.1%}, foreground masks {mask_accuracy:.1%}; chance {1 / number_of_seeds:.1%}")
 
     print(f"\n## (d) {arguments.diverse_k} seeds by farthest-point sampling in set-A layout features")
-    chosen = farthest_points(layouts_a.mean(dim=0), arguments.diverse_k)
+    chosen = farthest_points_from_the_edge(layouts_a.mean(dim=0), arguments.diverse_k)
     chosen_diversity = diversity(layouts_b, chosen)
     subsets = random_subsets(number_of_seeds, arguments.diverse_k, 5000, generator)
     random_diversities = torch.tensor([diversity(layouts_b, subset) for subset in subsets])

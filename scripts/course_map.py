@@ -10,6 +10,8 @@ are. Cells are separated by `|`; no cell may contain one.
   (scripts/build_site.py).
 * `table_lines(lines)` and `split_row(line)`: where the table is and its
   cells, for scripts that rewrite it (scripts/colab_links.py's Colab column).
+* `python scripts/course_map.py LOG`: sets the "run time" column from the
+  "notebook run times" table at the end of a test run's log (.ci/run's).
 """
 
 import re
@@ -59,3 +61,40 @@ def read_course_map(readme_text=None):
         if name:
             rows[name] = dict(zip(header, cells))
     return rows
+
+
+def run_times_from_log(log_text):
+    """{notebook file name: seconds} from the "notebook run times" table a test run prints (conftest.py)."""
+    times = {}
+    for match in re.finditer(r"notebooks/(\d\d_\w+\.ipynb)::\S+: ([\d.]+) s", log_text):
+        times[match.group(1)] = float(match.group(2))
+    return times
+
+
+def with_run_times(readme_text, times):
+    """The README text with the course map's "run time" cells set from `times` (whole seconds)."""
+    lines = readme_text.splitlines(keepends=True)
+    header_index, end = table_lines(lines)
+    header = [cell.lower() for cell in split_row(lines[header_index])]
+    column = header.index("run time")
+    for index in range(header_index + 2, end):
+        cells = split_row(lines[index])
+        name = notebook_of_row(cells)
+        if name in times:
+            cells[column] = f"{times[name]:.0f} s"
+            lines[index] = "| " + " | ".join(cells) + " |\n"
+    return "".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Set the README course map's run times from a test log: "
+                                                 "python scripts/course_map.py ci.log (the log of .ci/run or of the test command)")
+    parser.add_argument("log")
+    arguments = parser.parse_args()
+    found = run_times_from_log(open(arguments.log, encoding="utf-8", errors="replace").read())
+    if not found:
+        raise SystemExit(f"{arguments.log}: no 'notebook run times' table (conftest.py prints it at the end of a test run)")
+    README.write_text(with_run_times(README.read_text(encoding="utf-8"), found), encoding="utf-8")
+    print(f"README.md: run times of {len(found)} notebooks set from {arguments.log}")

@@ -114,7 +114,7 @@ MODELS = {
     # Models after SD 1/2 (notebook 15); sizes computed from parameter counts (fp32: 4 bytes, bf16/fp16: 2).
     "sd-turbo": ModelInfo(
         name="sd-turbo", repo_id="stabilityai/sd-turbo", fallback_repo_ids=(), kind="sd",
-        description="SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation, 1-4 steps, guidance 0, 512×512.",
+        description="SD-Turbo: SD 2.1 distilled by adversarial diffusion distillation, 1 step (up to 4), guidance 0, 512×512.",
         licence="Stability AI non-commercial research community licence",
         download_gb=5.2, min_gpu_memory_gb=4.0,
         default_steps=1, default_guidance=0.0, native_resolution=512,

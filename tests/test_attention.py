@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.models.attention_processor import Attention, AttnProcessor
 from sdnotes import attention, load_tokenizer
 from sdnotes.attention import (
@@ -27,26 +27,15 @@ from sdnotes.attention_maps import aggregate_maps, spatial_shape, to_spatial, to
 from sdnotes.attention_store import AttentionInjection, CrossAttentionStore
 from sdnotes.paths import POCKET_DIR
 
-from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
+from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline, build_micro_unet
 
 HEADS = 2
 
 
 def build_tiny_unet():
     """A seeded U-Net with cross-attention at two resolutions (8×8 and 4×4 latents)."""
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CONTEXT_WIDTH,
-        attention_head_dim=HEADS,  # diffusers' legacy name: this is the number of heads
-    ).eval()
+    return build_micro_unet(("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                            ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), heads=HEADS).eval()
 
 
 @pytest.fixture(scope="module")

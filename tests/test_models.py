@@ -17,28 +17,16 @@ import threading
 import huggingface_hub
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import StableDiffusionPipeline
 
 from sdnotes import MODELS, describe, hub, load, models, paths, pick_device, pick_dtype, registry
 
-from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline
+from micro_pipeline import build_micro_pipeline, build_micro_unet
 
 
 def build_tiny_pipeline(tokenizer_cache_dir):
     """A seeded SD-shaped pipeline: 8×8×4 latents, 16×16 images, 16-d text context."""
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=CONTEXT_WIDTH,
-        attention_head_dim=2,
-    )
+    unet = build_micro_unet(("DownBlock2D", "CrossAttnDownBlock2D"), ("CrossAttnUpBlock2D", "UpBlock2D"))
     return build_micro_pipeline(unet, tokenizer_cache_dir)
 
 

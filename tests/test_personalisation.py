@@ -1,4 +1,4 @@
-"""The shipped personalisation files (assets/pocket-concept/) and sdnotes/pocket/concept.py.
+"""The shipped personalisation files (assets/pocket-concept/) and the package sdnotes/pocket/concept/.
 
 The files are loaded with the plain diffusers calls (`load_textual_inversion`,
 `load_lora_weights`) into a fresh `StableDiffusionPipeline.from_pretrained(

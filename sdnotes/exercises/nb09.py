@@ -2,7 +2,8 @@
 
 The expected values are computed here, not typed in: the random-number count
 from SD 1.5's latent shape, the Spearman and farthest-point references from
-their definitions (and Spearman also from the no-ties formula).
+their definitions (and Spearman also from the no-ties formula), the blanked
+background of section 6 from its definition.
 """
 
 import torch
@@ -106,7 +107,9 @@ def check_spearman(my_spearman):
     passed(exercise, "Your rank correlation matches on four test cases, including a perfectly reversed order (-1).")
 
 
-def _reference_farthest_points(features, k, start):
+def farthest_points(features, k, start):
+    """k row indices of `features`, greedily: `start`, then each time the row farthest from all
+    rows chosen so far."""
     features = torch.as_tensor(features, dtype=torch.float64)
     chosen = [int(start)]
     distance_to_chosen = (features - features[chosen[0]]).norm(dim=1)
@@ -146,7 +149,7 @@ def check_farthest_points(my_farthest_points):
             mine = [int(index) for index in mine]
         except (TypeError, ValueError):
             raise AssertionError(f"{exercise}: return a list of k integer indices, got {mine!r}.") from None
-        expected = _reference_farthest_points(features, k, start)
+        expected = farthest_points(features, k, start)
         if mine == expected:
             continue
         if len(mine) != k:
@@ -167,9 +170,58 @@ def check_farthest_points(my_farthest_points):
     passed(exercise, "Your farthest-point sampling picks the same points as the reference in three tests.")
 
 
+def object_on_grey(images, masks):
+    """(B, 3, H, W) pictures with every background pixel (mask 0) grey 0.5, the object (mask 1) kept."""
+    keep = masks[:, None]  # (B, 1, H, W): broadcast over the colour channels
+    return images * keep + 0.5 * (1 - keep)
+
+
+def _object_greyed(images, masks):
+    """A wrong answer the check recognises: the object greyed, the background kept."""
+    keep = masks[:, None]
+    return images * (1 - keep) + 0.5 * keep
+
+
+def check_object_on_grey(my_object_on_grey):
+    """Exercise 4: blank the background of pictures (section 6's "object on grey")."""
+    exercise = "Exercise 4 (blank the background)"
+    if is_unanswered(my_object_on_grey):
+        return not_answered(exercise)
+    if not callable(my_object_on_grey):
+        raise AssertionError(f"{exercise}: expected a function my_object_on_grey(images, masks).")
+    generator = torch.Generator().manual_seed(4)
+    images = torch.rand(3, 3, 16, 16, generator=generator)  # (B, 3, H, W) in [0, 1]
+    masks = (torch.rand(3, 16, 16, generator=generator) > 0.6).float()  # (B, H, W), 1 = object
+    mine = my_object_on_grey(images.clone(), masks.clone())
+    if is_unanswered(mine):
+        return not_answered(exercise)
+    if not isinstance(mine, torch.Tensor) or mine.shape != images.shape:
+        shape = tuple(mine.shape) if isinstance(mine, torch.Tensor) else type(mine).__name__
+        raise AssertionError(
+            f"{exercise}: return a tensor shaped like the pictures, {tuple(images.shape)}; got {shape}. "
+            f"masks[:, None] has shape (B, 1, H, W) and broadcasts over the three colour channels."
+        )
+    mine = mine.float()
+    if torch.allclose(mine, object_on_grey(images, masks), atol=1e-6):
+        passed(exercise, "Object kept, background grey: now try it on the live classifier's test pictures.")
+        return
+    if torch.allclose(mine, _object_greyed(images, masks), atol=1e-6):
+        raise AssertionError(
+            f"{exercise}: you greyed the object and kept the background. The mask is 1 on the object: "
+            f"keep the picture where the mask is 1, put 0.5 where it is 0."
+        )
+    if torch.allclose(mine, images, atol=1e-6):
+        raise AssertionError(f"{exercise}: the pictures came back unchanged; the background must turn grey (0.5).")
+    raise AssertionError(
+        f"{exercise}: not the expected pictures. Per pixel: picture x mask + 0.5 x (1 - mask), "
+        f"with the mask as masks[:, None] so that it covers all three colour channels."
+    )
+
+
 # For every check: a right and a wrong answer (used by tests/test_exercises.py).
 REFERENCE_SOLUTIONS = {
     "check_random_numbers": {"right": SD15_LATENT_NUMBERS * (1 + DDIM_STEPS), "wrong": SD15_LATENT_NUMBERS},
     "check_spearman": {"right": spearman, "wrong": _pearson},
-    "check_farthest_points": {"right": _reference_farthest_points, "wrong": _farthest_from_last_only},
+    "check_farthest_points": {"right": farthest_points, "wrong": _farthest_from_last_only},
+    "check_object_on_grey": {"right": object_on_grey, "wrong": _object_greyed},
 }
