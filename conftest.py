@@ -17,6 +17,19 @@ kernel, two at a time (pytest-xdist). Added here:
   reaches (a loaded shared machine ran notebooks up to about 2x slower), so a
   red run means the notebook grew, not that the machine was busy. nbmake's own
   `--nbmake-timeout` is a per-cell hang guard.
+* Every number in a notebook's Markdown must be printed or computed by one of
+  its cells (scripts/prose_numbers.py says what counts): after nbmake runs a
+  notebook, its executed copy is checked, and a notebook with unbacked numbers
+  fails with the list. The notebooks checked are those numbered
+  PROSE_CHECKED_FROM and up (the advanced track; 00-09 still have numbers
+  to back, mostly in 09's results table). Only the locked environment checks
+  prose (the versions of PROSE_CHECK_PACKAGES installed here equal
+  requirements-lock.txt's, and SDNOTES_MODEL is unset or "pocket"): the
+  notebooks print what the lock's
+  libraries compute, and other versions (scripts/test_versions.sh: Colab's,
+  the newest) may change a last digit, which is not what that run tests. The
+  summary says when prose was not checked and why; SDNOTES_PROSE_NUMBERS=1
+  forces the check, =0 turns it off.
 """
 
 import json
@@ -30,9 +43,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from notebook_kernel import kernel_environment  # noqa: E402  (scripts/notebook_kernel.py)
+from prose_numbers import report as prose_numbers_report, unbacked_numbers  # noqa: E402  (scripts/prose_numbers.py)
 
 DEFAULT_NOTEBOOK_BUDGET_S = 60
 BUDGET_FAILS_AT = 3.0
+# The libraries whose numbers the notebooks print; prose is checked only where they are the lock's versions.
+PROSE_CHECK_PACKAGES = ["torch", "diffusers", "transformers", "numpy", "peft", "accelerate", "safetensors",
+                        "torchmetrics", "pillow", "matplotlib"]
+PROSE_CHECKED_FROM = 10  # notebooks NN_*.ipynb with NN >= this have their prose checked
+EXECUTED_NOTEBOOKS = {}  # notebook file name -> its executed copy (this process's runs)
 
 # nbmake starts its kernels with this process's environment.
 os.environ.update(kernel_environment())
@@ -47,23 +66,60 @@ def pytest_configure(config):
     executed_dir = config.getoption("--executed-dir")
     if config.getoption("overwrite", default=False):
         raise pytest.UsageError("--overwrite would write outputs into notebooks/; use --executed-dir DIR instead")
-    if executed_dir:
-        keep_executed_notebooks(Path(executed_dir).resolve())
+    keep_executed_notebooks(Path(executed_dir).resolve() if executed_dir else None)
+    config.prose_numbers_skipped = prose_check_skipped()
 
 
 def keep_executed_notebooks(executed_dir):
-    """After nbmake runs a notebook, write the executed copy (outputs included) into executed_dir."""
-    from nbmake.nb_run import NotebookRun
-
-    executed_dir.mkdir(parents=True, exist_ok=True)
+    """After nbmake runs a notebook, keep the executed copy (outputs included) for the prose check,
+    and write it into executed_dir if given."""
+    try:
+        from nbmake.nb_run import NotebookRun
+    except ImportError:  # nbmake not installed: no notebook runs to keep
+        return
+    if executed_dir:
+        executed_dir.mkdir(parents=True, exist_ok=True)
     run_notebook = NotebookRun.execute
 
     def run_and_keep(self):
         result = run_notebook(self)
-        nbformat.write(result.nb, executed_dir / Path(self.filename).name)
+        EXECUTED_NOTEBOOKS[Path(self.filename).name] = result.nb
+        if executed_dir:
+            nbformat.write(result.nb, executed_dir / Path(self.filename).name)
         return result
 
     NotebookRun.execute = run_and_keep
+
+
+def prose_check_skipped():
+    """Why this run does not check the numbers in the notebooks' prose, or None if it does."""
+    forced = os.environ.get("SDNOTES_PROSE_NUMBERS")
+    if forced == "1":
+        return None
+    if forced == "0":
+        return "SDNOTES_PROSE_NUMBERS=0"
+    model = os.environ.get("SDNOTES_MODEL", "pocket")
+    if model != "pocket":
+        return f"SDNOTES_MODEL={model} (the prose describes the pocket model)"
+    from importlib.metadata import PackageNotFoundError, version
+
+    lock = {}
+    for line in (REPO_ROOT / "requirements-lock.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, pinned = line.split("==", 1)
+            lock[name.lower()] = pinned
+    differences = []
+    for name in PROSE_CHECK_PACKAGES:
+        try:
+            installed = version(name).split("+")[0]  # 2.13.0+cpu is the lock's 2.13.0
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != lock.get(name):
+            differences.append(f"{name} {installed} (lock: {lock.get(name)})")
+    if differences:
+        return "not the locked environment: " + ", ".join(differences)
+    return None
 
 
 def notebook_budget_s(notebook_path):
@@ -80,6 +136,15 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if item.path.suffix != ".ipynb" or call.when != "call" or not report.passed:
         return report
+    executed = EXECUTED_NOTEBOOKS.pop(item.path.name, None)
+    number = item.path.name.split("_")[0]
+    prose_checked = number.isdigit() and int(number) >= PROSE_CHECKED_FROM
+    if executed is not None and prose_checked and item.config.prose_numbers_skipped is None:
+        problems = unbacked_numbers(executed)
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(prose_numbers_report(item.path, problems))
+            return report
     budget_s = notebook_budget_s(item.path)
     elapsed_s = call.duration
     if elapsed_s > BUDGET_FAILS_AT * budget_s:
@@ -104,3 +169,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "notebook run times")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+        skipped = terminalreporter.config.prose_numbers_skipped
+        if skipped:
+            terminalreporter.write_line(f"numbers in the notebooks' prose not checked: {skipped}")

@@ -8,6 +8,7 @@ inside the Python package:
     POCKET_JUDGE_DIR       assets/pocket-judge/       the pocket judge (CLIP image tower)
     POCKET_CONCEPT_DIR     assets/pocket-concept/     notebook 11's concept: pictures, embeddings, LoRAs
     POCKET_CONTROLNET_DIR  assets/pocket-controlnet/  notebook 12's box ControlNet
+    POCKET_CASCADE_DIR     assets/pocket-cascade/     notebook 13's pixel cascade (base/ and super_resolution/)
 
 Every module, script, test and notebook takes these folders from here.
 `find_assets_dir()` looks for assets/, in this order, in
@@ -58,3 +59,4 @@ POCKET_DIR = ASSETS_DIR / "pocket"
 POCKET_JUDGE_DIR = ASSETS_DIR / "pocket-judge"
 POCKET_CONCEPT_DIR = ASSETS_DIR / "pocket-concept"
 POCKET_CONTROLNET_DIR = ASSETS_DIR / "pocket-controlnet"
+POCKET_CASCADE_DIR = ASSETS_DIR / "pocket-cascade"

@@ -18,13 +18,16 @@ from diffusers.models.attention_processor import Attention, AttnProcessor
 from sdnotes import attention, load_tokenizer
 from sdnotes.attention import (
     CONTEXT_LENGTH,
+    ControlledAttentionProcessor,
     CrossAttentionProcessor,
+    attention_layer_names,
     capture_cross_attention,
+    control_attention,
     cross_attention_layer_names,
-    inject_cross_attention,
+    layer_downsampling,
 )
 from sdnotes.attention_maps import aggregate_maps, spatial_shape, to_spatial, token_indices
-from sdnotes.attention_store import AttentionInjection, CrossAttentionStore
+from sdnotes.attention_store import CrossAttentionStore
 from sdnotes.paths import POCKET_DIR
 
 from micro_pipeline import CONTEXT_WIDTH, build_micro_pipeline, build_micro_unet
@@ -246,10 +249,40 @@ def test_bad_arguments_are_refused():
         CrossAttentionProcessor("x", reweight_rows="first")
 
 
-# --- prompt-to-prompt injection --------------------------------------------------------------
+# --- attention control (prompt-to-prompt's plumbing) ------------------------------------------
 
 SOURCE_PROMPT = "a cat face on the left"
 EDIT_PROMPT = "a dog face on the left"
+
+
+class Recorder:
+    """A controller that changes nothing and notes what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, probs, is_cross, layer_name):
+        self.calls.append((layer_name, is_cross, tuple(probs.shape)))
+        return probs
+
+
+class SourceIntoEdit:
+    """A controller that gives row 3 (the edit, conditional) row 2's (the source's) maps, as prompt-to-prompt does.
+
+    Rows [source unconditional, edit unconditional, source conditional, edit conditional].
+    """
+
+    def __init__(self, cross=True, self_attention=True, layers=None):
+        self.cross = cross
+        self.self_attention = self_attention
+        self.layers = layers
+
+    def __call__(self, probs, is_cross, layer_name):
+        if self.layers is not None and layer_name not in self.layers:
+            return probs
+        if (is_cross and self.cross) or (not is_cross and self.self_attention):
+            return torch.stack([probs[0], probs[1], probs[2], probs[2]])
+        return probs
 
 
 def run_pair(pipe, prompts, steps=2):
@@ -269,79 +302,98 @@ def classic_pipe(tiny_pipe):
     tiny_pipe.unet.set_attn_processor(original)
 
 
-def test_injecting_a_run_into_itself_reproduces_it_exactly(classic_pipe):
-    expected = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
-    with inject_cross_attention(classic_pipe, num_steps=2):
-        injected = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
-    np.testing.assert_array_equal(injected, expected)
-    np.testing.assert_array_equal(injected[1], injected[0])
-
-
-def test_injecting_for_zero_steps_equals_no_injection(classic_pipe):
+def test_a_controller_that_changes_nothing_changes_nothing(classic_pipe):
     expected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
-    with inject_cross_attention(classic_pipe, num_steps=0) as injection:
-        injected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
-    np.testing.assert_array_equal(injected, expected)
-    assert set(injection.calls.values()) == {2}  # every layer was called once per step, and passed through
+    recorder = Recorder()
+    with control_attention(classic_pipe, recorder, max_self_attention_pixels=None):
+        controlled = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    np.testing.assert_array_equal(controlled, expected)
+    unet = classic_pipe.unet
+    self_layers = attention_layer_names(unet, "attn1")
+    cross_layers = attention_layer_names(unet, "attn2")
+    assert {name for name, _, _ in recorder.calls} == set(self_layers) | set(cross_layers)
+    assert len(recorder.calls) == 2 * (len(self_layers) + len(cross_layers))  # every layer once per step
+    for layer_name, is_cross, (batch, heads, pixels, keys) in recorder.calls:
+        assert is_cross == layer_name.endswith("attn2")
+        assert (batch, heads) == (4, HEADS)  # 2 prompts with CFG
+        side = 8 // layer_downsampling(unet, layer_name)  # the layer's grid, from the config
+        assert pixels == side * side, layer_name
+        assert keys == (CONTEXT_LENGTH if is_cross else pixels)
 
 
-def test_injection_changes_only_the_edit(classic_pipe):
+def test_the_controllers_probabilities_are_the_ones_used(classic_pipe):
+    same = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
     plain = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
-    with inject_cross_attention(classic_pipe, num_steps=2):
+    with control_attention(classic_pipe, SourceIntoEdit()):
         injected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
     np.testing.assert_array_equal(injected[0], plain[0])  # the source row is not touched
     assert not np.array_equal(injected[1], plain[1])  # the edit is
+    with control_attention(classic_pipe, SourceIntoEdit()):
+        injected_into_itself = run_pair(classic_pipe, [SOURCE_PROMPT, SOURCE_PROMPT])
+    np.testing.assert_array_equal(injected_into_itself, same)
 
 
-def test_edit_rows_get_the_source_probabilities_for_the_first_steps(tiny_pipe):
-    store = CrossAttentionStore(keep_steps=True)
-    with inject_cross_attention(tiny_pipe, num_steps=1, store=store):
-        run_pair(tiny_pipe, [SOURCE_PROMPT, EDIT_PROMPT, EDIT_PROMPT])
-    for layer_name in store.layer_names:
-        first, second = store.steps[layer_name]  # (2B, heads, pixels, 77) per step; rows [uncond × 3, cond × 3]
-        assert torch.equal(first[4], first[3]) and torch.equal(first[5], first[3])  # step 1: injected
-        assert not torch.allclose(second[4], second[3])  # step 2: the edit's own maps
-        assert torch.allclose(first.sum(dim=-1), torch.ones(first.shape[:-1]), atol=1e-5)
+def test_cross_and_self_attention_are_controlled_separately(classic_pipe):
+    plain = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    edits = []
+    for cross, self_attention in ((True, False), (False, True)):
+        with control_attention(classic_pipe, SourceIntoEdit(cross, self_attention)):
+            edits.append(run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])[1])
+    assert not np.array_equal(edits[0], plain[1])
+    assert not np.array_equal(edits[1], plain[1])
+    assert not np.array_equal(edits[0], edits[1])
 
 
-def test_injection_only_in_the_named_layers(tiny_pipe):
-    layer_names = cross_attention_layer_names(tiny_pipe.unet)
-    chosen = layer_names[-1]
-    store = CrossAttentionStore(keep_steps=True)
-    with inject_cross_attention(tiny_pipe, num_steps=2, layer_names=[chosen], store=store):
-        run_pair(tiny_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
-    for layer_name in layer_names:
-        first_step = store.steps[layer_name][0]  # (4, heads, pixels, 77)
-        assert torch.equal(first_step[3], first_step[2]) == (layer_name == chosen), layer_name
+def test_large_self_attention_layers_keep_their_processor(classic_pipe):
+    recorder = Recorder()
+    with control_attention(classic_pipe, recorder, max_self_attention_pixels=16):  # 4×4 yes, 8×8 no
+        run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    self_pixels = {shape[2] for _, is_cross, shape in recorder.calls if not is_cross}
+    cross_pixels = {shape[2] for _, is_cross, shape in recorder.calls if is_cross}
+    assert self_pixels == {16}
+    assert cross_pixels == {64, 16}  # cross-attention is always controlled
 
 
-def test_processors_are_restored_after_injection_even_after_an_error():
+def test_self_attention_can_be_left_alone(classic_pipe):
+    expected = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    recorder = Recorder()
+    with control_attention(classic_pipe, recorder, self_attention=False):
+        for key, processor in classic_pipe.unet.attn_processors.items():
+            assert isinstance(processor, ControlledAttentionProcessor) == key.endswith("attn2.processor"), key
+        controlled = run_pair(classic_pipe, [SOURCE_PROMPT, EDIT_PROMPT])
+    np.testing.assert_array_equal(controlled, expected)
+    assert recorder.calls and all(is_cross for _, is_cross, _ in recorder.calls)
+
+
+def test_control_refuses_a_wrong_shape_and_restores_the_processors():
     unet = build_tiny_unet()
+    sample, timestep, context = tiny_inputs()
     before = dict(unet.attn_processors)
-    with pytest.raises(RuntimeError, match="boom"):
-        with inject_cross_attention(unet, num_steps=3):
-            assert all(isinstance(processor, CrossAttentionProcessor) and processor.injection is not None
-                       for key, processor in unet.attn_processors.items() if key.endswith("attn2.processor"))
-            raise RuntimeError("boom")
+    with pytest.raises(ValueError, match="must return the shape"):
+        with torch.no_grad(), control_attention(unet, lambda probs, is_cross, layer_name: probs[:1]):
+            assert all(isinstance(processor, ControlledAttentionProcessor)
+                       for processor in unet.attn_processors.values())
+            unet(sample, timestep, context)
     after = unet.attn_processors
     assert set(after) == set(before)
     for key, processor in before.items():
         assert after[key] is processor
-
-
-def test_injection_rows_without_guidance_and_bad_arguments():
-    probs = torch.rand(3 * HEADS, 5, CONTEXT_LENGTH)  # (batch 3 × heads, pixels, tokens), no CFG
-    injected = AttentionInjection(num_steps=1, guided=False)("layer", probs, batch_size=3, heads=HEADS)
-    by_prompt = injected.reshape(3, HEADS, 5, CONTEXT_LENGTH)
-    assert torch.equal(by_prompt[1], by_prompt[0]) and torch.equal(by_prompt[2], by_prompt[0])
-    assert torch.equal(by_prompt[0], probs.reshape(3, HEADS, 5, CONTEXT_LENGTH)[0])
-    with pytest.raises(ValueError, match="even batch"):
-        AttentionInjection(num_steps=1)("layer", probs, batch_size=3, heads=HEADS)
-    with pytest.raises(ValueError, match=">= 0"):
-        AttentionInjection(num_steps=-1)
-    with pytest.raises(ValueError, match="not cross-attention layers"):
-        with inject_cross_attention(build_tiny_unet(), num_steps=1, layer_names=["mid_block.attn9"]):
+    with pytest.raises(TypeError, match="callable"):
+        with control_attention(unet, "not a controller"):
             pass
+    with pytest.raises(ValueError, match="attn1"):
+        attention_layer_names(unet, "attn3")
+
+
+def test_layer_downsampling_follows_the_blocks():
+    unet = build_tiny_unet()  # 2 levels: down_blocks.0 at 8×8, down_blocks.1 and the middle block at 4×4
+    factors = {name: layer_downsampling(unet, name) for name in cross_attention_layer_names(unet)}
+    assert factors["mid_block.attentions.0.transformer_blocks.0.attn2"] == 2
+    assert factors["down_blocks.0.attentions.0.transformer_blocks.0.attn2"] == 1
+    assert factors["up_blocks.0.attentions.0.transformer_blocks.0.attn2"] == 2
+    assert factors["up_blocks.1.attentions.0.transformer_blocks.0.attn2"] == 1
+    with pytest.raises(ValueError, match="down, middle or up block"):
+        layer_downsampling(unet, "conv_in")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 The files are loaded with the plain diffusers calls (`load_textual_inversion`,
 `load_lora_weights`) into a fresh `StableDiffusionPipeline.from_pretrained(
 "assets/pocket")`, as a learner would, and must change the pictures as the model
-card says: for the files that learned the concept, the pocket judge's concept
+card says: for the files that learned the basketball, the pocket judge's concept
 similarity of the same seeds rises clearly above the untrained model's; for
-the two that did not (textual inversion, DreamBooth-LoRA with the prior),
-only that they load and change the pictures. The control of textual inversion
-(the same recipe on the known penguin) must draw the penguin.
+those that did not (textual inversion, the DreamBooth-LoRAs with the prior),
+only that they load and change the pictures. Textual inversion on the known
+penguin must draw the penguin, and its trained row must sit next to the
+vocabulary's own "penguin". The model card's measured tables must be the ones
+the script writes from evaluation.json.
 """
 
 import json
@@ -21,6 +23,7 @@ from safetensors.torch import load_file
 
 from sdnotes.paths import POCKET_CONCEPT_DIR, POCKET_DIR
 from sdnotes.pocket import concept
+from sdnotes.pocket.concept.card import CARD_BLOCKS
 from sdnotes.pocket.judge import PocketJudge
 
 NUM_STEPS = 12
@@ -87,10 +90,35 @@ def test_shipped_control_embedding_draws_the_known_object(judge):
     assert control["steps"] == 250 and control["initializer"] == concept.INITIALIZER_WORD
 
 
+def test_penguin_row_found_the_word_penguin():
+    """Notebook 11: the trained <penguin> row is nearest (cosine) to the vocabulary's "penguin"; <basketball> is not
+    nearest to "basketball"."""
+    pipe = fresh_pocket()
+    table = pipe.text_encoder.get_input_embeddings().weight.detach()  # (vocabulary, d)
+    for file, token, word, nearest_expected in [("control_learned_embeds.safetensors", concept.CONTROL_PLACEHOLDER,
+                                                 concept.CONTROL_OBJECT, True),
+                                                ("learned_embeds.safetensors", concept.PLACEHOLDER,
+                                                 concept.CONCEPT_WORD, False)]:
+        row = load_file(str(POCKET_CONCEPT_DIR / file))[token].float()  # (d,)
+        nearest = torch.nn.functional.cosine_similarity(table, row[None], dim=1).argmax().item()
+        is_word = pipe.tokenizer.convert_ids_to_tokens(nearest) == f"{word}</w>"
+        assert is_word == nearest_expected, (token, pipe.tokenizer.convert_ids_to_tokens(nearest))
+
+
+def test_both_textual_inversion_loss_curves_are_saved():
+    evaluation = json.loads((POCKET_CONCEPT_DIR / "evaluation.json").read_text())
+    penguin = evaluation["control"]["losses"]
+    basketball = evaluation["losses"]["textual inversion"]
+    assert len(penguin) == evaluation["control"]["steps"] and len(basketball) == len(penguin)
+    # The notebook's reading of them: the basketball's loss ends far above the penguin's.
+    assert np.mean(basketball[-25:]) > 3 * np.mean(penguin[-25:])
+
+
 LORA_FILES = [  # (file, prompt, does the model card say it draws the concept?)
     ("pytorch_lora_weights.safetensors", f"a {concept.CONCEPT_WORD}", True),
     ("dreambooth_no_prior_lora_weights.safetensors", f"a {concept.IDENTIFIER} {concept.CLASS_WORD}", True),
     ("dreambooth_lora_weights.safetensors", f"a {concept.IDENTIFIER} {concept.CLASS_WORD}", False),
+    ("dreambooth_paper_prior_lora_weights.safetensors", f"a {concept.IDENTIFIER} {concept.CLASS_WORD}", False),
 ]
 
 
@@ -119,6 +147,11 @@ def test_shipped_files_are_small_and_the_card_quotes_the_evaluation():
     evaluation = json.loads((POCKET_CONCEPT_DIR / "evaluation.json").read_text())
     for row in evaluation["rows"]:  # one table row per method, with its measured concept similarity
         assert f"| {row['method']} |" in card and f"{row['concept_similarity']:.3f}" in card, row["method"]
+    for begin, end, make_table in CARD_BLOCKS:  # the card's tables are the script's, from this evaluation.json
+        assert f"{begin}\n{make_table(evaluation)}\n{end}" in card, f"stale block: python -m sdnotes.pocket.concept --card"
+    files = {row["file"]: row for row in evaluation["rows"] if row["file"]}
+    assert files["dreambooth_paper_prior_lora_weights.safetensors"]["prior_weight"] == 1.0  # Ruiz et al.'s λ
+    assert 0 < files["dreambooth_lora_weights.safetensors"]["prior_weight"] < 1.0
 
 
 def test_training_pictures_are_reproducible(tmp_path):
@@ -129,6 +162,12 @@ def test_training_pictures_are_reproducible(tmp_path):
     for picture, again in zip(shipped, rendered):
         assert np.array_equal(np.asarray(picture), np.asarray(again))
     assert not any("blue" in caption or "left" in caption for caption in captions), "new contexts stay new"
+
+
+def test_control_pictures_are_reproducible():
+    shipped = concept.load_control_set(POCKET_CONCEPT_DIR)
+    for picture, again in zip(shipped, concept.render_control_set(), strict=True):
+        assert np.array_equal(np.asarray(picture), np.asarray(again))
 
 
 def test_reference_embeddings_are_reproducible(judge, references):

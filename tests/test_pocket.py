@@ -211,3 +211,39 @@ def test_keep_every_checkpoint_keeps_a_copy_of_each(tmp_path):
     first = tmp_path / "checkpoints" / f"controlnet_step{train.CHECKPOINT_EVERY}.pt"
     assert torch.load(first, weights_only=False)["step"] == train.CHECKPOINT_EVERY
     assert not run.checkpoint_path("controlnet").exists()  # the resume checkpoint goes when training ends
+
+
+def test_minutes_budget_is_fitted_again_at_every_checkpoint(tmp_path, monkeypatch):
+    # A machine that gets busier after the first fit (here: each step sleeps from step 130 on) still ends
+    # near its budget: the count is fitted again at each checkpoint, never above the steps asked.
+    import time
+
+    from sdnotes.pocket import train
+
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY", 50)
+    run = train.Run(tmp_path, train.PRESETS["smoke"], torch.device("cpu"))
+    run.minutes["vae"] = 3 / 60  # 3 seconds
+    model = torch.nn.Linear(2, 1)
+    calls = []
+
+    def loss_fn(generator):
+        calls.append(1)
+        if len(calls) > 130:
+            time.sleep(0.05)
+        return model(torch.ones(1, 2)).pow(2).mean()
+
+    start = time.time()
+    train.train_loop(run, "vae", model, loss_fn, steps=1000, lr=1e-3, seed=0)
+    assert 150 < run.steps_done["vae"] < 1000
+    assert time.time() - start < 8  # without the second fit: 870 slow steps, 43 s
+
+
+def test_minutes_budget_never_adds_steps_beyond_those_asked(tmp_path):
+    from sdnotes.pocket import train
+
+    run = train.Run(tmp_path, train.PRESETS["smoke"], torch.device("cpu"))
+    run.minutes["vae"] = 60.0
+    model = torch.nn.Linear(2, 1)
+    train.train_loop(run, "vae", model, lambda generator: model(torch.ones(1, 2)).pow(2).mean(), steps=130,
+                     lr=1e-3, seed=0)
+    assert run.steps_done["vae"] == 130

@@ -5,6 +5,10 @@ pocket ControlNet's control.json. SD 1.5's U-Net keeps 12 skip connections
 (conv_in, 4 down blocks x 2 ResNets, 3 downsamplers) and has a middle block:
 its ControlNet feeds it through 12 + 1 zero convolutions (Zhang et al. 2023;
 diffusers' ControlNetModel: controlnet_down_blocks and controlnet_mid_block).
+
+Exercise 3's check runs the pocket ControlNet on the learner's control picture
+(loaded once, on first use, with the evaluation's `load_control_pipeline`) and
+measures where the object lands, as the notebook's IoU does.
 """
 
 import numpy as np
@@ -15,6 +19,10 @@ from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
 SD15_SKIP_CONNECTIONS = 1 + 4 * 2 + 3
 TOP_RIGHT_BOX = (64, 0, 128, 64)
 POCKET_CONTROL_SIZE = 128
+TOP_RIGHT_PROMPT = "a rocket"
+TOP_RIGHT_STEPS = 12  # DDIM steps, as the notebook's NUM_STEPS
+IOU_IN_BOX = 0.5  # the pocket evaluation counts an object as in its box from here
+_CONTROL_PIPELINE = []  # the pocket ControlNet pipeline, loaded on first use
 
 
 def _reference_iou(a, b):
@@ -105,8 +113,34 @@ def _top_right_one_pixel_too_big():
     return picture
 
 
+def _pocket_control_pipeline():
+    if not _CONTROL_PIPELINE:
+        from sdnotes.hub import quiet_loading_bars
+        from sdnotes.pocket.control.evaluate import load_control_pipeline
+
+        with quiet_loading_bars():
+            _CONTROL_PIPELINE.append(load_control_pipeline())
+    return _CONTROL_PIPELINE[0]
+
+
+def _draw_with_the_controlnet(picture):
+    """The pocket ControlNet's picture for TOP_RIGHT_PROMPT with this control picture, and the IoU with the box."""
+    import torch
+
+    from sdnotes.pocket.control import box_iou, foreground_box
+
+    pipe = _pocket_control_pipeline()
+    result = pipe([TOP_RIGHT_PROMPT], image=[picture.convert("RGB")], num_inference_steps=TOP_RIGHT_STEPS,
+                  guidance_scale=7.5, generator=[torch.Generator().manual_seed(0)]).images[0]
+    found = foreground_box(result)
+    return result, found, box_iou(found, TOP_RIGHT_BOX)
+
+
 def check_top_right_control(picture):
-    """Exercise 3: the pocket control picture for one box in the top-right quarter."""
+    """Exercise 3: the pocket control picture for one box in the top-right quarter, run through the ControlNet.
+
+    Returns the ControlNet's picture with the asked box outlined in red, so the notebook shows it.
+    """
     exercise = "Exercise 3 (a control picture)"
     if is_unanswered(picture):
         return not_answered(exercise)
@@ -128,7 +162,17 @@ def check_top_right_control(picture):
         f"{exercise}: not the picture expected: black (0, 0, 0) everywhere except a filled white box at x 64..127, "
         "y 0..63."
     )
-    passed(exercise, "Give it to the pocket pipeline as image=... with a one-object prompt.")
+    result, found, iou = _draw_with_the_controlnet(picture)
+    assert iou >= IOU_IN_BOX, (
+        f"{exercise}: your control picture is right, but the ControlNet drew {TOP_RIGHT_PROMPT!r} at {found}, "
+        f"IoU {iou:.2f} with the box {TOP_RIGHT_BOX}: please report this (the shipped model should fill the box)."
+    )
+    passed(exercise, f"the pocket ControlNet drew {TOP_RIGHT_PROMPT!r} ({TOP_RIGHT_STEPS} steps, seed 0) at {found}: "
+                     f"IoU {iou:.2f} with the asked box {TOP_RIGHT_BOX} (red).")
+    outlined = result.copy()
+    x0, y0, x1, y1 = TOP_RIGHT_BOX
+    ImageDraw.Draw(outlined).rectangle((x0, y0, x1 - 1, y1 - 1), outline=(230, 30, 30), width=2)
+    return outlined.resize((256, 256), Image.NEAREST)
 
 
 # For every check: a right and a wrong answer (used by tests/test_exercises.py).

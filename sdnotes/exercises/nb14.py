@@ -1,53 +1,68 @@
 """Checks for the exercises of notebook 14 (the continuous view: scores, SDEs and ODEs).
 
-The Euler step and the velocity are checked against diffusers'
-EulerDiscreteScheduler and DDPMScheduler inside the checks, so the reference
-cannot drift from the library.
+The ancestral step and x̂0 from v are checked against diffusers'
+EulerAncestralDiscreteScheduler (given the same noise) and a v_prediction
+DDPMScheduler inside the checks, so the reference cannot drift from the
+library. Neither is written out in the notebook before its exercise.
 """
+
+import math
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler, EulerDiscreteScheduler
+from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
 
 from sdnotes.exercises import as_number, is_unanswered, not_answered, passed
 from sdnotes.schedule import SD_TRAINING_SCHEDULE
 
 
-def _reference_ode_euler_step(x_bar, noise_pred, sigma, sigma_next):
-    return x_bar + (sigma_next - sigma) * noise_pred
+def _reference_ancestral_step(x_bar, noise_pred, sigma, sigma_next, z):
+    sigma_up = math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+    sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
+    return x_bar + (sigma_down - sigma) * noise_pred + sigma_up * z
 
 
-def _ode_euler_step_wrong_sign(x_bar, noise_pred, sigma, sigma_next):
-    """A wrong answer the check recognises: adding the noise instead of removing it."""
-    return x_bar + (sigma - sigma_next) * noise_pred
+def _ancestral_step_to_sigma_next(x_bar, noise_pred, sigma, sigma_next, z):
+    """A wrong answer the check recognises: the ODE step all the way to sigma_next, then the noise on top."""
+    sigma_up = math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+    return x_bar + (sigma_next - sigma) * noise_pred + sigma_up * z
 
 
-def check_ode_euler_step(ode_euler_step):
-    """Exercise 1: one Euler step of the probability-flow ODE, against EulerDiscreteScheduler.step."""
-    exercise = "Exercise 1 (an Euler step of the probability-flow ODE)"
-    if is_unanswered(ode_euler_step) or is_unanswered(ode_euler_step(torch.zeros(1, 2), torch.zeros(1, 2), 1.0, 0.5)):
+def check_ancestral_step(ancestral_step):
+    """Exercise 1: one step of Euler ancestral, against EulerAncestralDiscreteScheduler.step with the same noise."""
+    exercise = "Exercise 1 (an Euler ancestral step)"
+    probe = torch.ones(1, 2)
+    if is_unanswered(ancestral_step) or is_unanswered(ancestral_step(probe, probe, 1.0, 0.5, probe)):
         return not_answered(exercise)
-    scheduler = EulerDiscreteScheduler(**SD_TRAINING_SCHEDULE, timestep_spacing="trailing")
+    scheduler = EulerAncestralDiscreteScheduler(**SD_TRAINING_SCHEDULE, timestep_spacing="trailing")
     scheduler.set_timesteps(10)
     generator = torch.Generator().manual_seed(0)
-    for index in (0, 4, 9):
+    for index in range(10):
         x_bar = torch.randn(2, 4, 8, 8, generator=generator) * 3
         noise_pred = torch.randn(2, 4, 8, 8, generator=generator)
         sigma, sigma_next = scheduler.sigmas[index].item(), scheduler.sigmas[index + 1].item()
-        answer = ode_euler_step(x_bar, noise_pred, sigma, sigma_next)
+        step_seed = 100 + index
+        z = torch.randn(x_bar.shape, generator=torch.Generator().manual_seed(step_seed))  # the noise the step adds
+        scheduler.scale_model_input(x_bar, scheduler.timesteps[index])  # as a loop would (silences a warning)
+        library = scheduler.step(noise_pred, scheduler.timesteps[index], x_bar,
+                                 generator=torch.Generator().manual_seed(step_seed)).prev_sample
+        answer = ancestral_step(x_bar, noise_pred, sigma, sigma_next, z)
         if not torch.is_tensor(answer) or answer.shape != x_bar.shape:
             raise AssertionError(f"{exercise}: return a tensor shaped like x_bar {tuple(x_bar.shape)}.")
-        scheduler._step_index = index  # the step below is the scheduler's step number `index`
-        scheduler.scale_model_input(x_bar, scheduler.timesteps[index])  # as a loop would (silences a warning)
-        library = scheduler.step(noise_pred, scheduler.timesteps[index], x_bar).prev_sample
-        if torch.allclose(answer, _ode_euler_step_wrong_sign(x_bar, noise_pred, sigma, sigma_next), atol=1e-4):
-            raise AssertionError(f"{exercise}: the sign is flipped. Going down in σ removes noise: "
-                                 "dx̄/dσ = ε̂ and σ_next − σ is negative.")
+        if index < 9 and torch.allclose(answer, x_bar + (sigma_next - sigma) * noise_pred, atol=1e-4):
+            raise AssertionError(f"{exercise}: that is the ODE's Euler step, with no fresh noise. Go down to "
+                                 "σ_down instead, and add σ_up · z.")
+        if index < 9 and torch.allclose(answer, _ancestral_step_to_sigma_next(x_bar, noise_pred, sigma, sigma_next, z),
+                                        atol=1e-4):
+            raise AssertionError(f"{exercise}: the Euler step must go further down, to σ_down, not to σ_next: the "
+                                 "added noise brings it back up to σ_next.")
         assert torch.allclose(answer, library, atol=1e-4, rtol=1e-4), (
             f"{exercise}: at step {index} (σ {sigma:.3f} -> {sigma_next:.3f}) your step differs from "
-            "EulerDiscreteScheduler.step. The velocity of the ODE in x̄ and σ is the noise prediction."
+            "EulerAncestralDiscreteScheduler.step given the same noise z. σ_up² = σ_next²(σ² − σ_next²)/σ², "
+            "σ_down² = σ_next² − σ_up²."
         )
-    passed(exercise, "x̄' = x̄ + (σ' − σ)·ε̂: the same as EulerDiscreteScheduler.step, and as DDIM with η = 0.")
+    passed(exercise, "x̄' = x̄ + (σ_down − σ)·ε̂ + σ_up·z, the same as EulerAncestralDiscreteScheduler.step: "
+                     "σ_down² + σ_up² = σ_next², so the noise level lands on σ_next.")
 
 
 def check_heun_slope_prediction(answer):
@@ -97,24 +112,24 @@ def check_log_log_slope(log_log_slope):
     passed(exercise, "now apply it to the toy's Heun errors (next cell).")
 
 
-def _reference_velocity_from_noise(x_t, noise_pred, t, alphas_cumprod):
+def _reference_x0_from_velocity(x_t, v_pred, t, alphas_cumprod):
     alphabar = alphas_cumprod[t]
-    x0_pred = (x_t - (1 - alphabar).sqrt() * noise_pred) / alphabar.sqrt()
-    return alphabar.sqrt() * noise_pred - (1 - alphabar).sqrt() * x0_pred
+    return alphabar.sqrt() * x_t - (1 - alphabar).sqrt() * v_pred
 
 
-def _velocity_wrong_sign(x_t, noise_pred, t, alphas_cumprod):
-    """A wrong answer the check recognises: v with the opposite sign."""
-    return -_reference_velocity_from_noise(x_t, noise_pred, t, alphas_cumprod)
+def _x0_as_if_v_were_noise(x_t, v_pred, t, alphas_cumprod):
+    """A wrong answer the check recognises: the ε formula for x̂0 applied to v."""
+    alphabar = alphas_cumprod[t]
+    return (x_t - (1 - alphabar).sqrt() * v_pred) / alphabar.sqrt()
 
 
-def check_velocity_from_noise(velocity_from_noise):
-    """Exercise 3: v from x_t and the noise, against DDPMScheduler.get_velocity."""
-    exercise = "Exercise 3 (from ε to v)"
-    scheduler = DDPMScheduler(**SD_TRAINING_SCHEDULE, clip_sample=False)
+def check_x0_from_velocity(x0_from_velocity):
+    """Exercise 3: x̂0 from a v-model's prediction, against a v_prediction scheduler's pred_original_sample."""
+    exercise = "Exercise 3 (x̂0 from v)"
+    scheduler = DDPMScheduler(**SD_TRAINING_SCHEDULE, clip_sample=False, prediction_type="v_prediction")
     alphas_cumprod = scheduler.alphas_cumprod
-    if is_unanswered(velocity_from_noise) or is_unanswered(
-            velocity_from_noise(torch.zeros(1, 2), torch.zeros(1, 2), 10, alphas_cumprod)):
+    if is_unanswered(x0_from_velocity) or is_unanswered(
+            x0_from_velocity(torch.zeros(1, 2), torch.zeros(1, 2), 10, alphas_cumprod)):
         return not_answered(exercise)
     generator = torch.Generator().manual_seed(0)
     for t in (20, 500, 980):
@@ -122,22 +137,27 @@ def check_velocity_from_noise(velocity_from_noise):
         noise = torch.randn(2, 4, 8, 8, generator=generator)
         timesteps = torch.full((2,), t)
         x_t = scheduler.add_noise(x0, noise, timesteps)
-        answer = velocity_from_noise(x_t, noise, t, alphas_cumprod)
+        v_pred = scheduler.get_velocity(x0, noise, timesteps)  # what a perfect v-model predicts
+        answer = x0_from_velocity(x_t, v_pred, t, alphas_cumprod)
         if not torch.is_tensor(answer) or answer.shape != x_t.shape:
             raise AssertionError(f"{exercise}: return a tensor shaped like x_t {tuple(x_t.shape)}.")
-        library = scheduler.get_velocity(x0, noise, timesteps)
-        if torch.allclose(answer, -library, atol=1e-4):
-            raise AssertionError(f"{exercise}: the sign is flipped: v = √ᾱ·ε − √(1−ᾱ)·x̂0.")
-        assert torch.allclose(answer, library, atol=1e-4), (
-            f"{exercise}: at t = {t} your v differs from DDPMScheduler.get_velocity. Get x̂0 from x_t and ε first, "
-            "then v = √ᾱ·ε − √(1−ᾱ)·x̂0."
+        if torch.allclose(answer, _x0_as_if_v_were_noise(x_t, v_pred, t, alphas_cumprod), atol=1e-4):
+            raise AssertionError(f"{exercise}: that is the formula for an ε-prediction; v is not the noise. "
+                                 "Write x_t and v in terms of x0 and ε and eliminate ε.")
+        library = scheduler.step(v_pred, t, x_t).pred_original_sample
+        assert torch.allclose(answer, library, atol=1e-4, rtol=1e-4), (
+            f"{exercise}: at t = {t} your x̂0 differs from DDPMScheduler(prediction_type='v_prediction')'s "
+            "pred_original_sample. With x_t = √ᾱ·x0 + √(1−ᾱ)·ε and v = √ᾱ·ε − √(1−ᾱ)·x0, combine the two to "
+            "cancel ε."
         )
-    passed(exercise, "v = √ᾱ·ε − √(1−ᾱ)·x̂0 = (ε − √(1−ᾱ)·x_t)/√ᾱ, as DDPMScheduler.get_velocity computes it.")
+        assert torch.allclose(answer, x0, atol=1e-3), f"{exercise}: a perfect v gives back x0 exactly"
+    passed(exercise, "x̂0 = √ᾱ·x_t − √(1−ᾱ)·v: no division by √ᾱ, which is why v-models stay accurate near "
+                     "t = 999, where √ᾱ is tiny.")
 
 
 REFERENCE_SOLUTIONS = {
-    "check_ode_euler_step": {"right": _reference_ode_euler_step, "wrong": _ode_euler_step_wrong_sign},
+    "check_ancestral_step": {"right": _reference_ancestral_step, "wrong": _ancestral_step_to_sigma_next},
     "check_heun_slope_prediction": {"right": -2, "wrong": -1},
     "check_log_log_slope": {"right": _reference_log_log_slope, "wrong": _slope_without_logs},
-    "check_velocity_from_noise": {"right": _reference_velocity_from_noise, "wrong": _velocity_wrong_sign},
+    "check_x0_from_velocity": {"right": _reference_x0_from_velocity, "wrong": _x0_as_if_v_were_noise},
 }

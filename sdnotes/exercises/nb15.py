@@ -1,7 +1,9 @@
 """Checks for the exercises of notebook 15 (after Stable Diffusion: flow matching, transformers, few steps).
 
-The shift exercise is checked against diffusers' FlowMatchEulerDiscreteScheduler
-inside the check, so the reference cannot drift from the library.
+Exercises 2 and 3 are checked against diffusers' FlowMatchEulerDiscreteScheduler
+inside the checks, so the reference cannot drift from the library. Exercise 2
+runs the learner's velocity in the scheduler's sampling loop on a Gaussian blob,
+whose exact velocity has a closed form, and reports where the samples end.
 """
 
 import numpy as np
@@ -33,68 +35,125 @@ def check_token_count(answer):
            f"every pair: {expected ** 2:,} pairs per head.")
 
 
-def _reference_velocity_target(x0, noise):
-    return noise - x0
+# Exercise 2's data: one Gaussian blob, whose exact flow velocity has a closed form at every t.
+BLOB_MEAN = (1.5, -1.0)
+BLOB_SPREAD = 0.3
+CHECK_STEPS = 32
 
 
-def _velocity_pointing_the_wrong_way(x0, noise):
-    """A wrong answer the check recognises: data minus noise (the direction the sampler walks, not the target)."""
-    return x0 - noise
+def _exact_velocity(x, t):
+    """The exact flow velocity E[ε − x0 | x_t = x] in the notebook's convention (data at t = 0), for the blob.
+
+    x_t = (1 − t) x0 + t ε with x0 ~ N(mean, spread²) and ε ~ N(0, 1), per coordinate: x0 and ε given x_t
+    are Gaussian, and their expectations are linear in x_t.
+    """
+    mean = torch.tensor(BLOB_MEAN)
+    variance = (1 - t) ** 2 * BLOB_SPREAD**2 + t**2  # Var(x_t)
+    centred = x - (1 - t) * mean
+    expected_x0 = mean + (1 - t) * BLOB_SPREAD**2 / variance * centred
+    expected_noise = t / variance * centred
+    return expected_noise - expected_x0
 
 
-def check_velocity_target(velocity_target):
-    """Exercise 2: the velocity a flow-matching model learns, for x_t = (1 - t) x0 + t noise."""
-    exercise = "Exercise 2 (the velocity target)"
-    if is_unanswered(velocity_target) or is_unanswered(velocity_target(torch.zeros(1, 2), torch.zeros(1, 2))):
+def lipman_velocity(x, t_lipman):
+    """The same exact velocity, as a network trained in Lipman et al.'s convention would give it:
+    noise at t_lipman = 0, data at t_lipman = 1, velocity x0 − ε."""
+    return -_exact_velocity(x, 1 - t_lipman)
+
+
+def _reference_velocity_for_diffusers(v_lipman, x, t):
+    return -v_lipman(x, 1 - t)
+
+
+def _velocity_without_the_sign(v_lipman, x, t):
+    """A wrong answer the check recognises: the clock turned round, the velocity not."""
+    return v_lipman(x, 1 - t)
+
+
+def _velocity_without_the_clock(v_lipman, x, t):
+    """A wrong answer the check recognises: the velocity turned round, the clock not."""
+    return -v_lipman(x, t)
+
+
+def _run_sampler(velocity_for_diffusers, noise):
+    """CHECK_STEPS Euler steps of FlowMatchEulerDiscreteScheduler (FluxPipeline's sigmas), from `noise`."""
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / CHECK_STEPS, CHECK_STEPS))
+    x = noise
+    for timestep, t in zip(scheduler.timesteps, scheduler.sigmas[:-1]):
+        velocity = velocity_for_diffusers(lipman_velocity, x, float(t))
+        if not torch.is_tensor(velocity) or velocity.shape != x.shape:
+            return None
+        x = scheduler.step(velocity, timestep, x).prev_sample
+    return x
+
+
+def check_velocity_for_diffusers(velocity_for_diffusers):
+    """Exercise 2: use a velocity network trained in the other time convention with diffusers' flow sampler."""
+    exercise = "Exercise 2 (a model from the other convention)"
+    if is_unanswered(velocity_for_diffusers) or is_unanswered(
+            velocity_for_diffusers(lipman_velocity, torch.zeros(1, 2), 0.5)):
         return not_answered(exercise)
-    generator = torch.Generator().manual_seed(0)
-    x0 = torch.randn(5, 2, generator=generator)
-    noise = torch.randn(5, 2, generator=generator)
-    answer = velocity_target(x0, noise)
-    if not torch.is_tensor(answer) or answer.shape != x0.shape:
-        raise AssertionError(f"{exercise}: return a tensor shaped like x0 {tuple(x0.shape)}.")
-    if torch.allclose(answer, x0 - noise):
-        raise AssertionError(f"{exercise}: the sign is flipped. The target is d x_t / d t; as t grows, x_t moves "
-                             "from x0 towards the noise.")
-    assert torch.allclose(answer, _reference_velocity_target(x0, noise)), (
-        f"{exercise}: not yet. Differentiate x_t = (1 − t)·x0 + t·noise with respect to t."
+    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    samples = _run_sampler(velocity_for_diffusers, noise)
+    if samples is None:
+        raise AssertionError(f"{exercise}: return a tensor shaped like x, the velocity at every point.")
+    for wrong, hint in [(_velocity_without_the_sign, "you turned the clock round but not the velocity: in "
+                         "Lipman's convention it points from noise to data, x0 − ε; ours is ε − x0."),
+                        (_velocity_without_the_clock, "you turned the velocity round but not the clock: our t "
+                         "(data at 0) is Lipman's 1 − t.")]:
+        if torch.allclose(samples, _run_sampler(wrong, noise), atol=1e-5):
+            raise AssertionError(f"{exercise}: {hint}")
+    expected = _run_sampler(_reference_velocity_for_diffusers, noise)
+    mean, spread = samples.mean(dim=0), samples.std(dim=0)
+    assert torch.allclose(samples, expected, atol=1e-4), (
+        f"{exercise}: the sampler ended with points of mean {mean.numpy().round(2)} and spread "
+        f"{spread.numpy().round(2)}; the data's are {BLOB_MEAN} and {BLOB_SPREAD}. Ask v_lipman at its own time "
+        "for the same point, and turn its velocity into ours."
     )
-    passed(exercise, "v = noise − x0: the same at every t along the straight line.")
+    passed(exercise, f"{CHECK_STEPS} Euler steps of FlowMatchEulerDiscreteScheduler with your velocity end on points "
+           f"of mean ({mean[0]:.2f}, {mean[1]:.2f}) and spread ({spread[0]:.2f}, {spread[1]:.2f}); the data's: "
+           f"{BLOB_MEAN}, {BLOB_SPREAD} (Euler's steps leave the spread a little small; more steps come closer).")
 
 
-def _reference_shifted_sigma(sigma, shift):
-    return shift * sigma / (1 + (shift - 1) * sigma)
+def _reference_unshifted(t_shifted, shift):
+    return t_shifted / (shift - (shift - 1) * t_shifted)
 
 
-def _shift_by_multiplying(sigma, shift):
-    """A wrong answer the check recognises: multiply and clip, which leaves [0, 1] badly bent at the top."""
-    return np.minimum(shift * np.asarray(sigma), 1.0)
+def _unshift_by_dividing(t_shifted, shift):
+    """A wrong answer the check recognises: dividing by the shift, which does not undo the bend."""
+    return t_shifted / shift
 
 
-def check_shifted_sigma(shifted_sigma):
-    """Exercise 3: SD3's timestep shift, checked against FlowMatchEulerDiscreteScheduler."""
-    exercise = "Exercise 3 (the timestep shift)"
-    if is_unanswered(shifted_sigma) or is_unanswered(shifted_sigma(0.5, 3.0)):
+def _shifted(t, shift):
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def check_unshifted(unshifted):
+    """Exercise 3: undo SD3's timestep shift; applied to FlowMatchEulerDiscreteScheduler's sigmas."""
+    exercise = "Exercise 3 (undo the timestep shift)"
+    if is_unanswered(unshifted) or is_unanswered(unshifted(0.5, 3.0)):
         return not_answered(exercise)
     for shift in (1.0, 3.0):
         scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
         scheduler.set_timesteps(8)
-        sigma_min = 1 / scheduler.config.num_train_timesteps
-        unshifted = np.linspace(1.0, _reference_shifted_sigma(sigma_min, shift), 8)
-        answer = np.asarray([float(shifted_sigma(value, shift)) for value in unshifted])
-        library = scheduler.sigmas[:-1].numpy()
-        if shift == 3.0 and np.allclose(answer, np.asarray(_shift_by_multiplying(unshifted, shift)), atol=1e-5):
-            raise AssertionError(f"{exercise}: multiplying by the shift and clipping at 1 is not it; SD3's shift "
-                                 "keeps 0 at 0 and 1 at 1 and bends the values between.")
-        assert np.allclose(answer, library, atol=1e-5), (
-            f"{exercise}: with shift {shift:g} your sigmas {np.round(answer, 4)} differ from diffusers' "
-            f"{np.round(library, 4)}. Use shift·σ / (1 + (shift − 1)·σ)."
+        shifted = scheduler.sigmas[:-1].numpy()  # the shifted schedule, without the final 0
+        answer = np.asarray([as_number(exercise, unshifted(float(value), shift)) for value in shifted])
+        if shift == 3.0 and np.allclose(answer, _unshift_by_dividing(shifted, shift), atol=1e-6):
+            raise AssertionError(f"{exercise}: dividing by the shift does not undo it (t = 1 would become 1/3). "
+                                 "Solve t' = shift·t / (1 + (shift − 1)·t) for t.")
+        evenly_spaced = np.linspace(1.0, _shifted(1 / scheduler.config.num_train_timesteps, shift), 8)
+        assert np.allclose(answer, evenly_spaced, atol=1e-5), (
+            f"{exercise}: with shift {shift:g}, the scheduler's times {np.round(shifted, 4)} gave "
+            f"{np.round(answer, 4)}; undone, they should be evenly spaced, {np.round(evenly_spaced, 4)}. "
+            "Solve t' = shift·t / (1 + (shift − 1)·t) for t."
         )
-    passed(exercise, "σ' = shift·σ / (1 + (shift − 1)·σ): with shift 3, σ = 0.5 becomes 0.75, more steps at high noise.")
+    passed(exercise, "t = t' / (shift − (shift − 1)·t'): the scheduler's 8 times, unshifted, are evenly spaced; "
+           "the shift only moved them towards t = 1.")
 
 
 REFERENCE_SOLUTIONS = {
     "check_token_count": {"right": 2304, "wrong": 9216},
-    "check_velocity_target": {"right": _reference_velocity_target, "wrong": _velocity_pointing_the_wrong_way},
-    "check_shifted_sigma": {"right": _reference_shifted_sigma, "wrong": _shift_by_multiplying},
+    "check_velocity_for_diffusers": {"right": _reference_velocity_for_diffusers, "wrong": _velocity_without_the_sign},
+    "check_unshifted": {"right": _reference_unshifted, "wrong": _unshift_by_dividing},
 }

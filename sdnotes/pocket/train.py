@@ -136,8 +136,11 @@ def train_loop(run, stage, model, loss_fn, steps, lr, seed, extra_state=None, ke
     (seeded with `seed`, plus the step a run resumes at). extra_state: an EMA
     updated after every step and checkpointed with the model.
     keep_every_checkpoint: also keep a copy of each checkpoint ({stage}_step{N}.pt).
-    With --minutes, the number of steps is cut (once, after 120 steps) to what
-    fits in that many minutes on this machine; the log records the final count.
+    With --minutes, the number of steps is cut to what fits in that many
+    minutes on this machine: after 120 steps, and again at every checkpoint
+    from the speed since the last one (a machine that gets busier still ends
+    on time, one that gets idle again gets steps back; the cosine schedule
+    follows the new count), never beyond `steps`. The log records the final count.
     """
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     start_step = 0
@@ -154,17 +157,20 @@ def train_loop(run, stage, model, loss_fn, steps, lr, seed, extra_state=None, ke
     generator = torch.Generator(run.device).manual_seed(seed + start_step)
     model.train()
     budget_s = run.minutes.get(stage) * 60 if run.minutes.get(stage) else None
+    asked_steps = steps
     started = time.time()
     progress = tqdm(range(start_step, steps), desc=stage, initial=start_step, total=steps)
     for step in progress:
         if budget_s is not None and step == start_step + 20:
-            warm = time.time()  # the first steps are slow (allocation, kernel choice)
-        if budget_s is not None and step == start_step + 120:
-            seconds_per_step = (time.time() - warm) / 100
+            warm, warm_step = time.time(), step  # the first steps are slow (allocation, kernel choice)
+        refit = step == start_step + 120 or (step > start_step + 120 and step % CHECKPOINT_EVERY == 0)
+        if budget_s is not None and refit:
+            seconds_per_step = (time.time() - warm) / (step - warm_step)
+            warm, warm_step = time.time(), step
             seconds_left = max(0.0, budget_s - (time.time() - started))  # 0 if the budget is spent already
-            fitting = start_step + 120 + int(seconds_left / seconds_per_step)
-            if fitting < steps:
-                print(f"{stage}: {seconds_per_step * 1000:.0f} ms/step; {steps} steps cut to {fitting} to fit {budget_s / 60:.1f} min")
+            fitting = min(asked_steps, step + int(seconds_left / seconds_per_step))
+            if fitting != steps:
+                print(f"{stage}: {seconds_per_step * 1000:.0f} ms/step; {steps} steps -> {fitting} to fit {budget_s / 60:.1f} min")
                 steps = fitting
                 progress.total = steps
         if step >= steps:

@@ -12,10 +12,13 @@ model's 20 objects. This module
     class-prior preservation loss (Ruiz et al. 2022),
   - renders the control's pictures (`render_control_set`: the same scenes with
     the known CONTROL_OBJECT, to test textual inversion on something the
-    frozen U-Net can already draw),
+    frozen U-Net can already draw; shipped as control_*.png, read by
+    `load_control_set`),
   - measures pictures: `concept_scores` (cosine to the concept in the pocket
     judge's image embedding), `background_of` (the name of the judge's
-    `background_colour`).
+    `background_colour`),
+  - names and formats the columns of evaluation.json's table (`TABLE_COLUMNS`,
+    `table_cells`), for the model card (card.py) and notebook 11.
 
 `python -m sdnotes.pocket.concept` (sdnotes/pocket/concept/__main__.py) renders the pictures, trains everything on
 the CPU, saves the files that `pipe.load_textual_inversion` and
@@ -84,6 +87,25 @@ def render_control_set():
     character = data.EMOJI[data.OBJECTS.index(CONTROL_OBJECT)]
     return [render_scene(background, side, size, seed=index, character=character)
             for index, (background, side, size) in enumerate(TRAINING_SCENES)]
+
+
+def save_control_set(out_dir):
+    """Write the control's pictures, control_0.png ... (their captions are captions.json's)."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for index, picture in enumerate(render_control_set()):
+        picture.save(out_dir / f"control_{index}.png", optimize=True)
+
+
+def load_control_set(concept_dir=POCKET_CONCEPT_DIR):
+    """The control's pictures (PIL), in the order of TRAINING_SCENES and of captions.json."""
+    concept_dir = pathlib.Path(concept_dir)
+    paths = [concept_dir / f"control_{index}.png" for index in range(len(TRAINING_SCENES))]
+    missing = [path.name for path in paths if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"{concept_dir} lacks {', '.join(missing)}: run `python -m sdnotes.pocket.concept "
+                                "--methods textual-inversion-control`.")
+    return [Image.open(path).convert("RGB") for path in paths]
 
 
 def render_training_set(out_dir):
@@ -209,6 +231,7 @@ def train_lora(pipe, latents, ids, steps, lr=1e-3, seed=0, prior_latents=None, p
     """LoRA adapters on the U-Net's attention projections; with prior_* it is DreamBooth's loss."""
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
+    torch.manual_seed(seed)  # peft draws the adapters' random start (A) from torch's global generator
     pipe.unet.add_adapter(lora_config(rank))
     trainable = [parameter for parameter in pipe.unet.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
@@ -250,3 +273,35 @@ def concept_scores(judge, images, references, row=0):
     similarities = judge.image_embeddings(images) @ references.T  # (N, 21)
     return similarities[:, row].mean().item(), (similarities.argmax(dim=1) == row).float().mean().item()
 
+
+
+# The columns of evaluation.json's rows, as the model card and notebook 11 show them:
+# (header, key, format). A row without the key (λ of a method with no prior loss) shows "–".
+TABLE_COLUMNS = [
+    ("method", "method", "{}"), ("prompt", "prompt", "{}"), ("λ", "prior_weight", "{:g}"),
+    ("steps", "steps", "{}"), ("trained numbers", "trained_parameters", "{:,}"), ("file (bytes)", "file_bytes", "{:,}"),
+    ("training s", "training_seconds", "{:.0f}"), ("concept similarity", "concept_similarity", "{:.3f}"),
+    ("nearest is concept", "nearest_is_concept", "{:.0%}"),
+    ("concept kept in new contexts", "concept_in_new_contexts", "{:.0%}"),
+    ("blue background obeyed", "blue_background_obeyed", "{:.0%}"), ("left obeyed", "left_obeyed", "{:.0%}"),
+    ("other objects recognised", "objects_recognised", "{:.0%}"),
+    ("'a soccer ball' looks like the concept", "class_word_looks_like_concept", "{:.0%}"),
+]
+
+
+def table_cells(results, row):
+    """The cells of one row of evaluation.json (`results`), formatted in TABLE_COLUMNS' order.
+
+    "–" where the row has no such number; a row measured before the script recorded `steps`
+    takes them from the length of its loss curve."""
+    shown = dict(row)
+    losses = results.get("losses", {}).get(row["method"])
+    if shown.get("steps") is None and losses is not None:
+        shown["steps"] = len(losses)
+    cells = []
+    for _, key, fmt in TABLE_COLUMNS:
+        if shown.get(key) is None:
+            cells.append("–")
+        else:
+            cells.append(fmt.format(shown[key]))
+    return cells
