@@ -166,7 +166,9 @@ def notebook_namespace():
 
 
 def two_object_prompt(left_object, right_object):
-    return f"{data.article(left_object)} {left_object} on the left and {data.article(right_object)} {right_object} on the right"
+    left = f"{data.article(left_object)} {left_object}"
+    right = f"{data.article(right_object)} {right_object}"
+    return f"{left} on the left and {right} on the right"
 
 
 def to_tensor(picture):
@@ -395,18 +397,20 @@ def part_blend_threshold(nb, out):
                "scene_seed": 1, "steps": steps, "cpu_seconds": time.process_time() - start_cpu,
                "scene_list": [list(scene) for scene in scenes], "thresholds": rows}
     (out / "editing_threshold.json").write_text(json.dumps(results, indent=1) + "\n")
-    print("| threshold | kept (mean ± std) | new named | other named | mask share of the picture |\n|---|---|---|---|---|")
+    print("| threshold | kept (mean ± std) | new named | other named | mask share of the picture |")
+    print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['threshold']:g} | {row['kept_mean']:.3f} ± {row['kept_std']:.3f} | {row['new_named']}/{len(scenes)} "
-              f"| {row['other_named']}/{len(scenes)} | {row['mask_share']:.2f} |")
+        print(f"| {row['threshold']:g} | {row['kept_mean']:.3f} ± {row['kept_std']:.3f} | "
+              f"{row['new_named']}/{len(scenes)} | {row['other_named']}/{len(scenes)} | {row['mask_share']:.2f} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="123", help="which parts to run, e.g. 2 (default 123)")
     parser.add_argument("--scenes", type=int, default=SCENES,
-                        help=f"scenes in part 2, {NEW_OBJECTS_PER_SCENE} edits each (default {SCENES}: a quick check with fewer)")
-    parser.add_argument("--out", default=str(RESULTS_DIR), help="folder for the JSON files (default benchmarks/results)")
+                        help=f"scenes in part 2, {NEW_OBJECTS_PER_SCENE} edits each (default {SCENES}; fewer: a quick check)")
+    parser.add_argument("--out", default=str(RESULTS_DIR),
+                        help="folder for the JSON files (default benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
